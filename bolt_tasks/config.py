@@ -1,0 +1,170 @@
+"""Configuration of a BOLT round as pydantic models.
+
+Every field carries help text: these models are the Prefect UI's parameter forms and the
+reference for what each knob does (DESIGN.md section 1 holds the math they refer to).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bolt_tasks.errors import BoltInputError
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TaskConfig(_Frozen):
+    """Where prompts come from and how answers are checked."""
+
+    name: Literal["arithmetic"] = Field(
+        "arithmetic",
+        description="Built-in verifiable task: two-digit addition 'AB+CD=' with a 3-digit answer. "
+        "Used when no prompt files are given.",
+    )
+    train_prompts: int = Field(
+        1000, ge=1, description="Number of training prompts the round samples responses for."
+    )
+    heldout_prompts: int = Field(
+        512, ge=1, description="Number of held-out prompts used only for evaluation."
+    )
+    seed: int = Field(0, description="Seed of the train/held-out split and prompt draw.")
+    prompts_file: Path | None = Field(
+        None,
+        description="Your own training prompts: JSONL or Parquet with fields prompt, answer "
+        "and optional id. Overrides the built-in task's training prompts.",
+    )
+    heldout_file: Path | None = Field(
+        None,
+        description="Your own held-out prompts (same format). Required with prompts_file.",
+    )
+    verifier: str = Field(
+        "arithmetic",
+        description="Verifier name in the registry (arithmetic, exact_match) or 'module:function' "
+        "for your own callable f(prompt, answer, response, finish_reason) -> float.",
+    )
+    verifier_fallback_reward: float = Field(
+        0.0, description="Reward recorded when the verifier raises; the error text is kept too."
+    )
+
+    @field_validator("heldout_file")
+    @classmethod
+    def _files_come_in_pairs(cls, heldout_file, info):
+        if (info.data.get("prompts_file") is None) != (heldout_file is None):
+            raise ValueError("prompts_file and heldout_file must be given together")
+        return heldout_file
+
+
+class ReferenceConfig(_Frozen):
+    """The reference policy pi_ref, either built here or loaded from a directory or hub id."""
+
+    model: str | None = Field(
+        None,
+        description="Local model directory or hub id loaded with AutoModelForCausalLM. Empty: "
+        "build the embedded reference policy (a small llama-type LM trained on the built-in task).",
+    )
+    steps: int = Field(1500, ge=1, description="Bootstrap training steps of the embedded policy.")
+    batch_size: int = Field(256, ge=1, description="Bootstrap batch size (sequences).")
+    learning_rate: float = Field(3e-3, gt=0, description="Bootstrap peak learning rate (AdamW).")
+    label_noise: tuple[float, float, float] = Field(
+        (0.10, 0.55, 0.90),
+        description="Probability that a bootstrap label has one wrong digit, for 0/1/2 carries. "
+        "The policy learns the right answer as its mode but samples wrong ones at about this "
+        "rate, so a reward tilt has something to find (shared/notes/builtin-task.md).",
+    )
+    seed: int = Field(0, description="Seed of the bootstrap initialisation and data.")
+
+
+class SamplingConfig(_Frozen):
+    """Reference sampling: N responses per training prompt."""
+
+    samples_per_prompt: int = Field(8, ge=1, description="N, responses sampled per prompt.")
+    temperature: float = Field(
+        1.0,
+        gt=0,
+        description="Sampling temperature. Not 1 means the sampler q differs from pi_ref; the "
+        "stored sampler log-prob is then log q and the weights importance-correct for it.",
+    )
+    max_new_tokens: int = Field(5, ge=1, description="Longest response, in tokens (EOS included).")
+    batch_size: int = Field(1024, ge=1, description="Sequences generated per forward batch.")
+    seed: int = Field(0, description="Sampling seed: the same seed gives the same rollouts.")
+
+
+class WeightingConfig(_Frozen):
+    """BOLT weights: w = exp(r/beta)/Zhat(x), normalised per prompt (DESIGN section 1)."""
+
+    scheme: Literal["bolt"] = Field("bolt", description="Weighting scheme (sql/weights.sql).")
+    beta: float = Field(
+        0.5,
+        description="KL temperature beta > 0 of J = E[r] - beta*KL(pi||pi_ref). Small beta tilts "
+        "hard toward reward; large beta stays near pi_ref.",
+    )
+    success_threshold: float | None = Field(
+        None,
+        description="Reward at or above which a response counts as a success for coverage. "
+        "Empty: the top reward seen in the rollouts (1 for 0/1 rewards).",
+    )
+
+    @field_validator("beta")
+    @classmethod
+    def _beta_positive_and_finite(cls, beta: float) -> float:
+        if not math.isfinite(beta) or beta <= 0:
+            raise ValueError(f"beta must be a finite number > 0, got {beta}")
+        return beta
+
+
+class TrainingConfig(_Frozen):
+    """Weighted maximum likelihood fit of the new policy, starting from pi_ref."""
+
+    epochs: int = Field(2, ge=1, description="Passes over the weighted rollouts.")
+    batch_size: int = Field(64, ge=1, description="Rollouts per optimizer step.")
+    learning_rate: float = Field(1e-4, gt=0, description="AdamW learning rate after warm-up.")
+    warmup_steps: int = Field(10, ge=0, description="Linear warm-up steps, then constant.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    seed: int = Field(0, description="Seed of the data order.")
+
+
+class EvaluationConfig(_Frozen):
+    """Held-out evaluation of pi_ref and the fitted policy."""
+
+    samples_per_prompt: int = Field(
+        64, ge=8, description="Samples per held-out prompt at temperature 1 (accuracy, KL, p*)."
+    )
+    max_new_tokens: int = Field(5, ge=1, description="Longest evaluated response, in tokens.")
+    batch_size: int = Field(2048, ge=1, description="Sequences per forward batch.")
+    seed: int = Field(1, description="Evaluation sampling seed.")
+
+
+class RoundConfig(_Frozen):
+    """One Boltzmann projection round: sample, score, weight, fit, evaluate."""
+
+    pipeline: str = Field(
+        "default",
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Pipeline name: tables go to runs/<pipeline>/round-<k>/.",
+    )
+    round: int = Field(0, ge=0, description="Round index k (0 samples from pi_ref).")
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    reference: ReferenceConfig = Field(default_factory=ReferenceConfig)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    weighting: WeightingConfig = Field(default_factory=WeightingConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+
+
+def validate_round_config(data: dict) -> RoundConfig:
+    """Build a RoundConfig, turning pydantic's error into one naming each bad field."""
+    try:
+        return RoundConfig.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"field '{'.'.join(str(p) for p in e['loc'])}': {e['msg']} (got {e.get('input')!r})"
+            for e in error.errors()
+        )
+        raise BoltInputError(f"invalid configuration: {problems}") from None

@@ -1,0 +1,162 @@
+"""Evaluation on held-out prompts: accuracy at temperature 1 and greedy, pass@8, mean reward,
+KL(pi_theta || pi_ref), J, and the distance of the policy's success rate to its target p*.
+
+Each policy is evaluated once per prompt set (pi_ref's evaluation is shared by every round
+and beta); sql/eval.sql then joins the two and computes p* exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from bolt_tasks.config import EvaluationConfig
+from bolt_tasks.logprobs import score_responses
+from bolt_tasks.modeling import encode_prompts, load_policy
+from bolt_tasks.sampling import decode_responses, generate
+from bolt_tasks.tables import TableRef, write_table_atomic
+from bolt_tasks.verifiers import resolve_verifier, score_one
+from bolt_tasks.duck import connect, sql_text, view
+
+POLICY_EVAL_SCHEMA = pa.schema(
+    [
+        ("prompt_id", pa.string()),
+        ("difficulty", pa.int32()),
+        ("samples", pa.int32()),
+        ("success_rate", pa.float64()),
+        ("mean_reward", pa.float64()),
+        ("greedy_success", pa.float64()),
+        ("pass_at_8", pa.float64()),
+        ("mean_log_ratio", pa.float64()),
+        ("verifier_errors", pa.int32()),
+    ]
+)
+
+
+def pass_at_k(samples: int, successes: int, k: int) -> float:
+    """Unbiased pass@k from `samples` draws with `successes` correct (Chen et al. 2021)."""
+    if samples - successes < k:
+        return 1.0
+    return 1.0 - math.comb(samples - successes, k) / math.comb(samples, k)
+
+
+def evaluate_policy(
+    prompts: pa.Table, model_path: str, reference_path: str, evaluation: EvaluationConfig,
+    verifier_name: str, fallback_reward: float, success_threshold: float, out_path: str | Path,
+) -> TableRef:
+    """Per held-out prompt statistics of one policy; writes a policy-eval table."""
+    start = time.perf_counter()
+    heldout = prompts.filter(pc.equal(prompts["split"], "heldout"))
+    model, tokenizer = load_policy(model_path)
+    verifier = resolve_verifier(verifier_name)
+    m = evaluation.samples_per_prompt
+    prompt_ids = encode_prompts(tokenizer, heldout["prompt"].to_pylist())
+    repeated = [ids for ids in prompt_ids for _ in range(m)]
+    sampled = generate(
+        model, tokenizer, repeated, 1.0, evaluation.max_new_tokens, evaluation.batch_size,
+        evaluation.seed, description=f"evaluate {Path(model_path).name}: sample",
+    )
+    greedy = generate(
+        model, tokenizer, prompt_ids, 0.0, evaluation.max_new_tokens, evaluation.batch_size,
+        evaluation.seed, description=f"evaluate {Path(model_path).name}: greedy",
+    )
+    if model_path == reference_path:
+        log_ratio = np.zeros(len(repeated))
+    else:
+        reference, _ = load_policy(reference_path)
+        reference_logprobs = score_responses(
+            reference, repeated, sampled.token_ids, tokenizer.pad_token_id,
+            batch_size=evaluation.batch_size, description="score eval samples under pi_ref",
+        )
+        log_ratio = sampled.logprobs - reference_logprobs
+
+    def verify(texts, reasons, answers, prompt_texts):
+        scored = [score_one(verifier, p, a, t, f, fallback_reward)
+                  for p, a, t, f in zip(prompt_texts, answers, texts, reasons)]
+        return np.array([r for r, _ in scored]), np.array([e is not None for _, e in scored])
+
+    answers, texts = heldout["answer"].to_pylist(), heldout["prompt"].to_pylist()
+    rewards, errors = verify(
+        decode_responses(tokenizer, sampled.token_ids), sampled.finish_reasons,
+        [a for a in answers for _ in range(m)], [t for t in texts for _ in range(m)],
+    )
+    greedy_rewards, _ = verify(
+        decode_responses(tokenizer, greedy.token_ids), greedy.finish_reasons, answers, texts
+    )
+    rewards = rewards.reshape(-1, m)
+    successes = (rewards >= success_threshold).sum(axis=1)
+    table = pa.table(
+        {
+            "prompt_id": heldout["prompt_id"],
+            "difficulty": heldout["difficulty"],
+            "samples": [m] * heldout.num_rows,
+            "success_rate": successes / m,
+            "mean_reward": rewards.mean(axis=1),
+            "greedy_success": (greedy_rewards >= success_threshold).astype(float),
+            "pass_at_8": [pass_at_k(m, int(c), 8) for c in successes],
+            "mean_log_ratio": log_ratio.reshape(-1, m).mean(axis=1),
+            "verifier_errors": errors.reshape(-1, m).sum(axis=1),
+        },
+        schema=POLICY_EVAL_SCHEMA,
+    )
+    return write_table_atomic(table, out_path, time.perf_counter() - start)
+
+
+def _binomial_pmf(trials: int, rates: np.ndarray) -> np.ndarray:
+    """pmf[i, k] = P(Binomial(trials, rates[i]) = k)."""
+    k = np.arange(trials + 1)
+    log_choose = np.array([math.lgamma(trials + 1) - math.lgamma(j + 1) - math.lgamma(trials - j + 1) for j in k])
+    rates = np.clip(rates[:, None], 1e-300, 1 - 1e-16)
+    return np.exp(log_choose + k * np.log(rates) + (trials - k) * np.log1p(-rates))
+
+
+def target_error_noise_floor(reference_rates: np.ndarray, samples: int, target_grid: np.ndarray) -> float:
+    """E|p_hat_theta - p*(p_hat_ref)| for a policy exactly on target, both rates from `samples`
+    draws, plugging in the measured reference rates: the target_error a perfect fit would show.
+    target_grid[k] is p*(k / samples)."""
+    reference_rates = np.asarray(reference_rates, dtype=float)
+    true_targets = np.interp(reference_rates, np.arange(samples + 1) / samples, target_grid)
+    policy_pmf = _binomial_pmf(samples, true_targets)  # [prompt, k1]
+    reference_pmf = _binomial_pmf(samples, reference_rates)  # [prompt, k2]
+    distance = np.abs(np.arange(samples + 1)[:, None] / samples - target_grid[None, :])  # [k1, k2]
+    return float(np.einsum("pa,ab,pb->p", policy_pmf, distance, reference_pmf).mean())
+
+
+def combine_evaluations(
+    reference_eval: str, policy_eval: str, beta: float, out_path: str | Path
+) -> TableRef:
+    """eval.parquet: pi_ref and the policy per held-out prompt, with p* (sql/eval.sql)."""
+    start = time.perf_counter()
+    connection = connect()
+    connection.execute(sql_text("target_macro"))
+    view(connection, "reference_eval", reference_eval)
+    view(connection, "policy_eval", policy_eval)
+    table = connection.sql(sql_text("eval"), params={"beta": beta}).to_arrow_table()
+    return write_table_atomic(table, out_path, time.perf_counter() - start)
+
+
+def heldout_summary(eval_path: str, beta: float) -> dict:
+    """Held-out means of eval.parquet (sql/eval_summary.sql) and the target_error noise floor."""
+    connection = connect()
+    connection.execute(sql_text("target_macro"))
+    view(connection, "eval", eval_path)
+    summary = connection.sql(sql_text("eval_summary"), params={"beta": beta}).to_arrow_table()
+    summary = summary.to_pylist()[0]
+    samples = int(summary["samples_per_prompt"])
+    grid = np.array(
+        connection.sql(
+            "SELECT target_success_rate(range / $m, $beta) FROM range(CAST($m AS BIGINT) + 1) "
+            "ORDER BY range",
+            params={"m": float(samples), "beta": beta},
+        ).fetchall()
+    )[:, 0]
+    reference_rates = connection.sql("SELECT reference_success_rate FROM eval").fetchnumpy()
+    summary["target_error_noise_floor"] = target_error_noise_floor(
+        reference_rates["reference_success_rate"], samples, grid
+    )
+    return summary

@@ -1,0 +1,66 @@
+"""Parquet tables: atomic writes and content-addressed references.
+
+A stage returns a TableRef (path plus content digest). Prefect caches on task inputs, so the
+digest makes a downstream stage's cache key change whenever an upstream table's content does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+@dataclass(frozen=True)
+class TableRef:
+    path: str
+    digest: str
+    seconds: float = 0.0
+
+    def read(self) -> pa.Table:
+        return pq.read_table(self.path)
+
+
+def file_digest(path: str | Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(chunk)
+    return sha.hexdigest()[:16]
+
+
+def directory_digest(path: str | Path) -> str:
+    sha = hashlib.sha256()
+    for file in sorted(Path(path).rglob("*")):
+        if file.is_file():
+            sha.update(file.relative_to(path).as_posix().encode())
+            sha.update(file_digest(file).encode())
+    return sha.hexdigest()[:16]
+
+
+def write_table_atomic(table: pa.Table, path: str | Path, seconds: float = 0.0) -> TableRef:
+    """Write to a temp file in the same directory, then rename: readers never see half a table."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        pq.write_table(table, temp_name)
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    return TableRef(path=str(path), digest=file_digest(path), seconds=round(seconds, 3))
+
+
+def write_text_atomic(text: str, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text(text)
+    os.replace(temp, path)

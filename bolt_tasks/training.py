@@ -1,0 +1,118 @@
+"""Weighted-SFT trainer: the weighted maximum-likelihood fit of the new policy.
+
+    L(theta) = - sum_i w_i * log pi_theta(y_i | x_i) / (number of samples in the batch)
+
+log pi_theta(y|x) is the SUM of the response tokens' log-probs: prompt tokens carry no loss
+and no sequence is divided by its own length (that would fit a different policy). With the
+BOLT weights w = exp(r/beta)/Zhat(x) this is the forward-KL projection onto pi* (DESIGN s.1).
+On a CUDA GPU the forward pass runs under bf16 autocast; log-softmax is taken in float32.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import pyarrow as pa
+import torch
+
+from bolt_tasks.config import TrainingConfig
+from bolt_tasks.logprobs import pad_prompt_response, response_logprob_sums
+from bolt_tasks.modeling import encode_prompts, load_policy
+from bolt_tasks.progress import track
+from bolt_tasks.tables import TableRef, write_table_atomic
+
+TRAIN_LOG_SCHEMA = pa.schema(
+    [("step", pa.int32()), ("epoch", pa.int32()), ("loss", pa.float64()),
+     ("grad_norm", pa.float64()), ("learning_rate", pa.float64())]
+)
+
+
+def weighted_nll(model, prompts, responses, weights: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """The batch loss: -(sum_i w_i * sum_t log pi(y_it)) / batch size."""
+    device = next(model.parameters()).device
+    batch = pad_prompt_response(prompts, responses, pad_id, device)
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    )
+    with autocast:
+        sequence_logprobs = response_logprob_sums(model, *batch)
+    return -(weights.to(device) * sequence_logprobs).sum() / len(prompts)
+
+
+def weighted_examples(prompts: pa.Table, rollouts: pa.Table, weights: pa.Table, tokenizer):
+    """(prompt ids, response ids, weight) per rollout, joined on (prompt_id, sample_idx)."""
+    prompt_text = dict(zip(prompts["prompt_id"].to_pylist(), prompts["prompt"].to_pylist()))
+    encoded = dict(zip(prompt_text, encode_prompts(tokenizer, list(prompt_text.values()))))
+    weight_of = {
+        (p, s): w
+        for p, s, w in zip(
+            weights["prompt_id"].to_pylist(), weights["sample_idx"].to_pylist(),
+            weights["weight"].to_pylist(),
+        )
+    }
+    keys = zip(rollouts["prompt_id"].to_pylist(), rollouts["sample_idx"].to_pylist())
+    responses = rollouts["response_token_ids"].to_pylist()
+    return [(encoded[p], response, weight_of[(p, s)]) for (p, s), response in zip(keys, responses)]
+
+
+def save_atomic(model, tokenizer, out_dir: Path) -> None:
+    temp = out_dir.with_name(f".{out_dir.name}.tmp")
+    shutil.rmtree(temp, ignore_errors=True)
+    model.save_pretrained(temp)
+    tokenizer.save_pretrained(temp)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(temp, out_dir)
+
+
+def train_policy(
+    prompts: pa.Table, rollouts: pa.Table, weights: pa.Table, start_model: str,
+    training: TrainingConfig, out_dir: str | Path, log_path: str | Path,
+) -> TableRef:
+    """Fit from start_model on the weighted rollouts; save the policy; return the loss log."""
+    start = time.perf_counter()
+    model, tokenizer = load_policy(start_model)
+    model.train()
+    examples = weighted_examples(prompts, rollouts, weights, tokenizer)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=training.learning_rate, betas=(0.9, 0.99),
+        weight_decay=training.weight_decay,
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, (step + 1) / max(1, training.warmup_steps))
+    )
+    generator = torch.Generator().manual_seed(training.seed)
+    steps_per_epoch = -(-len(examples) // training.batch_size)
+    total = steps_per_epoch * training.epochs
+    log = {name: [] for name in TRAIN_LOG_SCHEMA.names}
+
+    def batches():
+        for epoch in range(training.epochs):
+            order = torch.randperm(len(examples), generator=generator).tolist()
+            for first in range(0, len(order), training.batch_size):
+                yield epoch, [examples[i] for i in order[first : first + training.batch_size]]
+
+    for step, (epoch, batch) in enumerate(track(batches(), total, "weighted SFT")):
+        prompt_ids, response_ids, batch_weights = zip(*batch)
+        loss = weighted_nll(
+            model, list(prompt_ids), list(response_ids),
+            torch.tensor(batch_weights, dtype=torch.float32), tokenizer.pad_token_id,
+        )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), training.max_grad_norm)
+        learning_rate = scheduler.get_last_lr()[0]
+        optimizer.step()
+        scheduler.step()
+        for name, value in zip(
+            TRAIN_LOG_SCHEMA.names, (step, epoch, loss.item(), grad_norm.item(), learning_rate)
+        ):
+            log[name].append(value)
+    model.eval()
+    save_atomic(model, tokenizer, Path(out_dir))
+    return write_table_atomic(
+        pa.table(log, schema=TRAIN_LOG_SCHEMA), log_path, time.perf_counter() - start
+    )

@@ -1,0 +1,56 @@
+"""Weights stage: run sql/ in DuckDB over rollouts and rewards; write weights and prompt_stats.
+
+Python only passes parameters and moves Arrow tables; every weight, partition function and
+ESS is computed by the SQL files in sql/ (the package `bolt_sql`).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pyarrow as pa
+
+from bolt_tasks.config import WeightingConfig
+from bolt_tasks.duck import connect, sql_text, view
+from bolt_tasks.errors import BoltInputError
+from bolt_tasks.tables import TableRef, write_table_atomic
+
+
+def _check_rewards(connection, rewards_path: str) -> None:
+    bad = connection.sql(sql_text("validate_rewards")).fetchall()
+    if bad:
+        row, prompt_id, sample_idx, reward = bad[0]
+        raise BoltInputError(
+            f"{rewards_path} row {row}: field 'reward' is {reward} (prompt_id={prompt_id!r}, "
+            f"sample_idx={sample_idx}); rewards must be finite numbers"
+        )
+
+
+def compute_weights(
+    rollouts: pa.Table | str, rewards: pa.Table | str, weighting: WeightingConfig
+) -> tuple[pa.Table, pa.Table]:
+    """(weights, prompt_stats) for rollouts and rewards given as Arrow tables or Parquet paths."""
+    connection = connect()
+    view(connection, "rollouts", rollouts)
+    view(connection, "rewards", rewards)
+    _check_rewards(connection, rewards if isinstance(rewards, str) else "rewards table")
+    connection.execute(
+        f"CREATE TEMP TABLE tilted AS {sql_text('log_tilt')}", {"beta": weighting.beta}
+    )
+    weights = connection.sql(sql_text("weights")).to_arrow_table()
+    connection.register("weights", weights)
+    stats = connection.sql(
+        sql_text("prompt_stats"), params={"success_threshold": weighting.success_threshold}
+    ).to_arrow_table()
+    return weights, stats
+
+
+def write_weights(
+    rollouts_path: str, rewards_path: str, weighting: WeightingConfig,
+    weights_path: str | Path, stats_path: str | Path,
+) -> tuple[TableRef, TableRef]:
+    start = time.perf_counter()
+    weights, stats = compute_weights(rollouts_path, rewards_path, weighting)
+    seconds = time.perf_counter() - start
+    return write_table_atomic(weights, weights_path, seconds), write_table_atomic(stats, stats_path)

@@ -1,0 +1,1 @@
+"""The SQL of BOLT, installed as the package bolt_sql: every weight, partition function and ESS."""

@@ -1,0 +1,22 @@
+-- Held-out summary over sql/eval.sql's rows. J = mean reward - beta * KL (DESIGN.md s.1).
+-- accuracy_gain_se is the paired standard error over prompts of the per-prompt gain.
+-- Parameters: $beta. Tables used: eval.
+SELECT
+    count(*) AS heldout_prompts,
+    any_value(samples) AS samples_per_prompt,
+    avg(reference_success_rate) AS ref_accuracy,
+    avg(policy_success_rate) AS policy_accuracy,
+    avg(reference_greedy_success) AS ref_accuracy_greedy,
+    avg(policy_greedy_success) AS policy_accuracy_greedy,
+    avg(reference_pass_at_8) AS ref_pass_at_8,
+    avg(policy_pass_at_8) AS policy_pass_at_8,
+    avg(reference_mean_reward) AS ref_mean_reward,
+    avg(policy_mean_reward) AS policy_mean_reward,
+    avg(policy_kl) AS kl,
+    avg(policy_mean_reward) - $beta * avg(policy_kl) AS objective_j,
+    avg(reference_mean_reward) AS ref_objective_j,
+    avg(policy_success_rate - reference_success_rate) AS accuracy_gain,
+    stddev_samp(policy_success_rate - reference_success_rate) / sqrt(count(*)) AS accuracy_gain_se,
+    avg(target_success_rate) AS target_accuracy,
+    avg(target_error) AS target_error
+FROM eval;
