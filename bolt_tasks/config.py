@@ -139,6 +139,9 @@ class EvaluationConfig(_Frozen):
     max_new_tokens: int = Field(5, ge=1, description="Longest evaluated response, in tokens.")
     batch_size: int = Field(2048, ge=1, description="Sequences per forward batch.")
     seed: int = Field(1, description="Evaluation sampling seed.")
+    success_threshold: float = Field(
+        1.0, description="Reward at or above which a held-out sample counts as correct."
+    )
 
 
 class RoundConfig(_Frozen):

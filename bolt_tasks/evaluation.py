@@ -15,11 +15,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bolt_tasks.config import EvaluationConfig
+from bolt_tasks.caching import stage
+from bolt_tasks.config import EvaluationConfig, TaskConfig
 from bolt_tasks.logprobs import score_responses
 from bolt_tasks.modeling import encode_prompts, load_policy
 from bolt_tasks.sampling import decode_responses, generate
-from bolt_tasks.tables import TableRef, write_table_atomic
+from bolt_tasks.tables import ModelRef, TableRef, write_table_atomic
 from bolt_tasks.verifiers import resolve_verifier, score_one
 from bolt_tasks.duck import connect, sql_text, view
 
@@ -47,7 +48,7 @@ def pass_at_k(samples: int, successes: int, k: int) -> float:
 
 def evaluate_policy(
     prompts: pa.Table, model_path: str, reference_path: str, evaluation: EvaluationConfig,
-    verifier_name: str, fallback_reward: float, success_threshold: float, out_path: str | Path,
+    verifier_name: str, fallback_reward: float, out_path: str | Path,
 ) -> TableRef:
     """Per held-out prompt statistics of one policy; writes a policy-eval table."""
     start = time.perf_counter()
@@ -89,7 +90,7 @@ def evaluate_policy(
         decode_responses(tokenizer, greedy.token_ids), greedy.finish_reasons, answers, texts
     )
     rewards = rewards.reshape(-1, m)
-    successes = (rewards >= success_threshold).sum(axis=1)
+    successes = (rewards >= evaluation.success_threshold).sum(axis=1)
     table = pa.table(
         {
             "prompt_id": heldout["prompt_id"],
@@ -97,7 +98,7 @@ def evaluate_policy(
             "samples": [m] * heldout.num_rows,
             "success_rate": successes / m,
             "mean_reward": rewards.mean(axis=1),
-            "greedy_success": (greedy_rewards >= success_threshold).astype(float),
+            "greedy_success": (greedy_rewards >= evaluation.success_threshold).astype(float),
             "pass_at_8": [pass_at_k(m, int(c), 8) for c in successes],
             "mean_log_ratio": log_ratio.reshape(-1, m).mean(axis=1),
             "verifier_errors": errors.reshape(-1, m).sum(axis=1),
@@ -160,3 +161,19 @@ def heldout_summary(eval_path: str, beta: float) -> dict:
         reference_rates["reference_success_rate"], samples, grid
     )
     return summary
+
+
+@stage("evaluate-policy")
+def evaluate_task(
+    prompts: TableRef, model: ModelRef, reference: ModelRef, evaluation: EvaluationConfig,
+    task: TaskConfig, out_path: str,
+) -> TableRef:
+    return evaluate_policy(
+        prompts.read(), model.path, reference.path, evaluation, task.verifier,
+        task.verifier_fallback_reward, out_path,
+    )
+
+
+@stage("compare-to-target", sql_files=("target_macro", "eval"))
+def combine_task(reference_eval: TableRef, policy_eval: TableRef, beta: float, out_path: str) -> TableRef:
+    return combine_evaluations(reference_eval.path, policy_eval.path, beta, out_path)

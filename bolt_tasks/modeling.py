@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import string
 from pathlib import Path
 
@@ -48,3 +50,14 @@ def load_policy(model_path: str | Path, device: torch.device | None = None):
 
 def encode_prompts(tokenizer, prompts: list[str]) -> list[list[int]]:
     return [tokenizer(p).input_ids for p in prompts]
+
+
+def save_policy_atomic(model, tokenizer, out_dir: str | Path) -> None:
+    """save_pretrained into a temp directory, then rename: no half-written checkpoint."""
+    out_dir = Path(out_dir)
+    temp = out_dir.with_name(f".{out_dir.name}.tmp")
+    shutil.rmtree(temp, ignore_errors=True)
+    model.save_pretrained(temp)
+    tokenizer.save_pretrained(temp)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(temp, out_dir)

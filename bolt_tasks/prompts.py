@@ -13,11 +13,14 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from prefect.cache_policies import CachePolicy
+from prefect.utilities.hashing import hash_objects
 
 from bolt_tasks import arithmetic
+from bolt_tasks.caching import stage
 from bolt_tasks.config import TaskConfig
 from bolt_tasks.errors import BoltInputError
-from bolt_tasks.tables import TableRef, write_table_atomic
+from bolt_tasks.tables import TableRef, file_digest, write_table_atomic
 
 PROMPT_SCHEMA = pa.schema(
     [
@@ -104,3 +107,17 @@ def write_prompts(task: TaskConfig, out_path: str | Path) -> TableRef:
     start = time.perf_counter()
     table = build_prompts(task)
     return write_table_atomic(table, out_path, time.perf_counter() - start)
+
+
+class PromptFilesContent(CachePolicy):
+    """Cache key part: the bytes of the user's prompt files, so an edited file is read again."""
+
+    def compute_key(self, task_ctx, inputs, flow_parameters, **kwargs) -> str | None:
+        task = inputs["task"]
+        files = [Path(f) for f in (task.prompts_file, task.heldout_file) if f is not None]
+        return hash_objects(*[file_digest(f) if f.is_file() else "missing" for f in files])
+
+
+@stage("prompts", extra_policy=PromptFilesContent())
+def prompts_task(task: TaskConfig, out_path: str) -> TableRef:
+    return write_prompts(task, out_path)

@@ -8,18 +8,23 @@ and rarely never right: the regime where a reward tilt of pi_ref has something t
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from bolt_tasks import arithmetic
 from bolt_tasks.config import ReferenceConfig, TaskConfig
-from bolt_tasks.modeling import character_tokenizer
+from bolt_tasks.caching import stage
+from bolt_tasks.modeling import character_tokenizer, save_policy_atomic
 from bolt_tasks.progress import track
+from bolt_tasks.tables import ModelRef, directory_digest
 
 
 def build_model(vocab_size: int, tokenizer, seed: int) -> LlamaForCausalLM:
@@ -87,7 +92,27 @@ def train_reference(reference: ReferenceConfig, task: TaskConfig, out_dir: str |
         optimizer.step()
         scheduler.step()
     model.eval()
-    out_dir = Path(out_dir)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    save_policy_atomic(model, tokenizer, out_dir)
     return time.perf_counter() - start
+
+
+def embedded_reference_dir(runs_dir: str | Path, reference: ReferenceConfig, task: TaskConfig) -> Path:
+    """runs/reference/embedded-<key>: one directory per bootstrap recipe and data split."""
+    recipe = reference.model_dump_json() + f"|split seed={task.seed} heldout={task.heldout_prompts}"
+    key = hashlib.sha256(recipe.encode()).hexdigest()[:12]
+    return Path(runs_dir) / "reference" / f"embedded-{key}"
+
+
+@stage("bootstrap-reference")
+def bootstrap_reference_task(reference: ReferenceConfig, task: TaskConfig, out_dir: str) -> ModelRef:
+    seconds = train_reference(reference, task, out_dir)
+    return ModelRef(out_dir, directory_digest(out_dir), round(seconds, 3))
+
+
+@task(name="resolve-reference", cache_policy=NO_CACHE)
+def resolve_model_task(model: str) -> ModelRef:
+    """A user's model: a local directory (digest of its files) or a hub id (the id itself).
+    Never cached: the directory may have changed since the last run."""
+    if Path(model).is_dir():
+        return ModelRef(str(Path(model).resolve()), directory_digest(model))
+    return ModelRef(model, f"hub:{model}")

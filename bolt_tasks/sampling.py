@@ -19,11 +19,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from bolt_tasks.caching import stage
 from bolt_tasks.config import SamplingConfig
 from bolt_tasks.logprobs import score_responses
 from bolt_tasks.modeling import encode_prompts, load_policy
 from bolt_tasks.progress import track
-from bolt_tasks.tables import TableRef, write_table_atomic
+from bolt_tasks.tables import ModelRef, TableRef, write_table_atomic
 
 ROLLOUT_SCHEMA = pa.schema(
     [
@@ -187,3 +188,11 @@ def sample_rollouts(
         schema=ROLLOUT_SCHEMA,
     )
     return write_table_atomic(table, out_path, time.perf_counter() - start)
+
+
+@stage("sample-rollouts")
+def sample_task(
+    prompts: TableRef, sampler: ModelRef, reference: ModelRef, sampling: SamplingConfig,
+    round_index: int, out_path: str,
+) -> TableRef:
+    return sample_rollouts(prompts.read(), sampler.path, reference.path, sampling, round_index, out_path)

@@ -1,7 +1,8 @@
-"""Parquet tables: atomic writes and content-addressed references.
+"""Stage outputs: atomic Parquet writes and content-addressed references to tables and models.
 
-A stage returns a TableRef (path plus content digest). Prefect caches on task inputs, so the
-digest makes a downstream stage's cache key change whenever an upstream table's content does.
+A stage returns a TableRef or ModelRef (path plus content digest). Prefect caches on task
+inputs, so the digest makes a downstream stage's cache key change whenever an upstream
+output's content does.
 """
 
 from __future__ import annotations
@@ -26,6 +27,15 @@ class TableRef:
         return pq.read_table(self.path)
 
 
+@dataclass(frozen=True)
+class ModelRef:
+    """A policy checkpoint: a local directory (save_pretrained layout) or a hub id."""
+
+    path: str
+    digest: str
+    seconds: float = 0.0
+
+
 def file_digest(path: str | Path) -> str:
     sha = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -34,12 +44,18 @@ def file_digest(path: str | Path) -> str:
     return sha.hexdigest()[:16]
 
 
-def directory_digest(path: str | Path) -> str:
+def directory_digest(path: str | Path, content_limit: int = 1 << 26) -> str:
+    """Digest of a model directory: file contents, or size and mtime for files over the limit
+    (hashing a multi-GB checkpoint on every run would cost more than the run)."""
     sha = hashlib.sha256()
     for file in sorted(Path(path).rglob("*")):
-        if file.is_file():
+        if file.is_file() and ".prefect-cache" not in file.parts:
+            stat = file.stat()
             sha.update(file.relative_to(path).as_posix().encode())
-            sha.update(file_digest(file).encode())
+            if stat.st_size > content_limit:
+                sha.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
+            else:
+                sha.update(file_digest(file).encode())
     return sha.hexdigest()[:16]
 
 

@@ -10,8 +10,6 @@ On a CUDA GPU the forward pass runs under bf16 autocast; log-softmax is taken in
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -21,9 +19,10 @@ import torch
 
 from bolt_tasks.config import TrainingConfig
 from bolt_tasks.logprobs import pad_prompt_response, response_logprob_sums
-from bolt_tasks.modeling import encode_prompts, load_policy
+from bolt_tasks.caching import stage
+from bolt_tasks.modeling import encode_prompts, load_policy, save_policy_atomic
 from bolt_tasks.progress import track
-from bolt_tasks.tables import TableRef, write_table_atomic
+from bolt_tasks.tables import ModelRef, TableRef, directory_digest, write_table_atomic
 
 TRAIN_LOG_SCHEMA = pa.schema(
     [("step", pa.int32()), ("epoch", pa.int32()), ("loss", pa.float64()),
@@ -57,15 +56,6 @@ def weighted_examples(prompts: pa.Table, rollouts: pa.Table, weights: pa.Table, 
     keys = zip(rollouts["prompt_id"].to_pylist(), rollouts["sample_idx"].to_pylist())
     responses = rollouts["response_token_ids"].to_pylist()
     return [(encoded[p], response, weight_of[(p, s)]) for (p, s), response in zip(keys, responses)]
-
-
-def save_atomic(model, tokenizer, out_dir: Path) -> None:
-    temp = out_dir.with_name(f".{out_dir.name}.tmp")
-    shutil.rmtree(temp, ignore_errors=True)
-    model.save_pretrained(temp)
-    tokenizer.save_pretrained(temp)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(temp, out_dir)
 
 
 def train_policy(
@@ -112,7 +102,18 @@ def train_policy(
         ):
             log[name].append(value)
     model.eval()
-    save_atomic(model, tokenizer, Path(out_dir))
+    save_policy_atomic(model, tokenizer, out_dir)
     return write_table_atomic(
         pa.table(log, schema=TRAIN_LOG_SCHEMA), log_path, time.perf_counter() - start
     )
+
+
+@stage("weighted-sft")
+def train_task(
+    prompts: TableRef, rollouts: TableRef, weights: TableRef, start_model: ModelRef,
+    training: TrainingConfig, out_dir: str, log_path: str,
+) -> tuple[ModelRef, TableRef]:
+    log = train_policy(
+        prompts.read(), rollouts.read(), weights.read(), start_model.path, training, out_dir, log_path
+    )
+    return ModelRef(out_dir, directory_digest(out_dir), log.seconds), log

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from bolt_tasks.caching import stage
+from bolt_tasks.config import TaskConfig
 from bolt_tasks.errors import BoltInputError
 from bolt_tasks.progress import track
 from bolt_tasks.tables import TableRef, write_table_atomic
@@ -100,3 +102,10 @@ def score_rollouts(
         schema=REWARD_SCHEMA,
     )
     return write_table_atomic(table, out_path, time.perf_counter() - start)
+
+
+@stage("score-rollouts")
+def score_task(prompts: TableRef, rollouts: TableRef, task: TaskConfig, out_path: str) -> TableRef:
+    return score_rollouts(
+        prompts.read(), rollouts.read(), task.verifier, task.verifier_fallback_reward, out_path
+    )

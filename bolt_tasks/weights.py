@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from bolt_tasks.caching import stage
 from bolt_tasks.config import WeightingConfig
 from bolt_tasks.duck import connect, sql_text, view
 from bolt_tasks.errors import BoltInputError
@@ -54,3 +55,11 @@ def write_weights(
     weights, stats = compute_weights(rollouts_path, rewards_path, weighting)
     seconds = time.perf_counter() - start
     return write_table_atomic(weights, weights_path, seconds), write_table_atomic(stats, stats_path)
+
+
+@stage("weights", sql_files=("validate_rewards", "log_tilt", "weights", "prompt_stats"))
+def weights_task(
+    rollouts: TableRef, rewards: TableRef, weighting: WeightingConfig, weights_path: str,
+    stats_path: str,
+) -> tuple[TableRef, TableRef]:
+    return write_weights(rollouts.path, rewards.path, weighting, weights_path, stats_path)

@@ -1,0 +1,149 @@
+"""The `bolt` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from bolt_tasks.runtime import configure_environment
+
+configure_environment()  # before Prefect is imported anywhere
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from bolt_tasks.config import RoundConfig, validate_round_config  # noqa: E402
+from bolt_tasks.errors import BoltInputError  # noqa: E402
+
+console = Console()
+
+SHORTCUTS = {
+    "beta": "weighting.beta",
+    "samples_per_prompt": "sampling.samples_per_prompt",
+    "train_prompts": "task.train_prompts",
+    "prompts": "task.prompts_file",
+    "heldout": "task.heldout_file",
+    "reference_model": "reference.model",
+    "pipeline": "pipeline",
+}
+
+
+def _set(data: dict, dotted: str, value) -> None:
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        data = data.setdefault(key, {})
+    data[leaf] = value
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def build_config(args: argparse.Namespace) -> RoundConfig:
+    data: dict = {}
+    if args.config:
+        try:
+            data = json.loads(Path(args.config).read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise BoltInputError(f"{args.config}: cannot read configuration ({error})") from None
+    for name, dotted in SHORTCUTS.items():
+        if getattr(args, name) is not None:
+            _set(data, dotted, getattr(args, name))
+    for assignment in args.set or []:
+        key, separator, value = assignment.partition("=")
+        if not separator:
+            raise BoltInputError(f"--set {assignment!r}: expected KEY=VALUE, e.g. weighting.beta=0.25")
+        _set(data, key, _parse_value(value))
+    return validate_round_config(data)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runs-dir", default="runs", help="where runs, caches and MLflow live")
+    parser.add_argument("--config", help="JSON file with a RoundConfig (any subset of fields)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="override one field, e.g. --set training.epochs=3 (repeatable)")
+    parser.add_argument("--pipeline", help="pipeline name (runs/<pipeline>/round-<k>)")
+    parser.add_argument("--beta", type=float, help="KL temperature beta > 0")
+    parser.add_argument("--samples-per-prompt", type=int, help="N responses per prompt")
+    parser.add_argument("--train-prompts", type=int, help="training prompts of the built-in task")
+    parser.add_argument("--prompts", help="your training prompts (.jsonl or .parquet)")
+    parser.add_argument("--heldout", help="your held-out prompts (.jsonl or .parquet)")
+    parser.add_argument("--reference-model", help="model directory or hub id to use as pi_ref")
+
+
+def print_summary(summary: dict, seconds: float) -> None:
+    table = Table(title=f"BOLT round {summary['round']} of '{summary['pipeline']}' "
+                        f"(beta={summary['beta']:g}, held-out prompts={summary['heldout_prompts']}, "
+                        f"{summary['samples_per_prompt']} samples each)")
+    table.add_column("metric")
+    table.add_column("pi_ref", justify="right")
+    table.add_column("pi_BOLT", justify="right")
+    table.add_row("accuracy, temperature 1", f"{summary['ref_accuracy']:.3f}",
+                  f"{summary['policy_accuracy']:.3f}")
+    table.add_row("accuracy, greedy", f"{summary['ref_accuracy_greedy']:.3f}",
+                  f"{summary['policy_accuracy_greedy']:.3f}")
+    table.add_row("pass@8", f"{summary['ref_pass_at_8']:.3f}", f"{summary['policy_pass_at_8']:.3f}")
+    table.add_row("KL(pi || pi_ref)", "0", f"{summary['kl']:.4f}")
+    table.add_row("J = reward - beta*KL", f"{summary['ref_objective_j']:.4f}",
+                  f"{summary['objective_j']:.4f}")
+    table.add_row("target accuracy p*", "", f"{summary['target_accuracy']:.3f}")
+    table.add_row("mean |p_theta - p*|", "",
+                  f"{summary['target_error']:.4f} (noise floor {summary['target_error_noise_floor']:.4f})")
+    console.print(table)
+    console.print(
+        f"gain {100 * summary['accuracy_gain']:+.1f} points (SE {100 * summary['accuracy_gain_se']:.2f}); "
+        f"training prompts: mean ESS/N {summary['mean_ess_fraction']:.3f}, "
+        f"coverage {summary['coverage']:.3f}"
+    )
+    stages = ", ".join(f"{k} {v:.1f}s" for k, v in summary["stage_seconds"].items())
+    console.print(f"stage compute time: {stages}")
+    console.print(f"this invocation: {seconds:.1f}s wall-clock (cached stages are not re-run)")
+    console.print(f"tables: {summary['round_dir']}")
+    console.print(f"MLflow run {summary['mlflow_run_id']} in {summary['tracking_uri']} "
+                  f"(browse: mlflow ui --backend-store-uri {summary['tracking_uri']})")
+
+
+def command_run(args: argparse.Namespace) -> int:
+    config = build_config(args)
+    from flows.round import bolt_round  # Prefect import: after the environment is configured
+
+    start = time.perf_counter()
+    summary = bolt_round(config=config, runs_dir=args.runs_dir)
+    print_summary(summary, time.perf_counter() - start)
+    return 0
+
+
+def command_bootstrap(args: argparse.Namespace) -> int:
+    config = build_config(args)
+    from flows.bootstrap import bootstrap_reference
+
+    model = bootstrap_reference(config.reference, config.task, str(Path(args.runs_dir).resolve()))
+    console.print(f"reference policy: {model.path} (trained in {model.seconds:.1f}s)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bolt", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="bootstrap (cached), one BOLT round, evaluation")
+    add_config_arguments(run)
+    run.set_defaults(handler=command_run)
+    bootstrap = commands.add_parser("bootstrap", help="build the embedded reference policy")
+    add_config_arguments(bootstrap)
+    bootstrap.set_defaults(handler=command_bootstrap)
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except BoltInputError as error:
+        console.print(f"[red]error:[/red] {error}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

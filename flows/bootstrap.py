@@ -1,0 +1,23 @@
+"""Bootstrap flow: the reference policy pi_ref, built once per recipe and reused after."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from bolt_tasks.caching import stored_in
+from bolt_tasks.config import ReferenceConfig, TaskConfig
+from bolt_tasks.reference import bootstrap_reference_task, embedded_reference_dir, resolve_model_task
+from bolt_tasks.tables import ModelRef
+
+
+@flow(name="bolt-bootstrap")
+def bootstrap_reference(
+    reference: ReferenceConfig = ReferenceConfig(),
+    task: TaskConfig = TaskConfig(),
+    runs_dir: str = "runs",
+) -> ModelRef:
+    """The user's model if one is named; otherwise build (or reuse) the embedded policy."""
+    if reference.model:
+        return resolve_model_task(reference.model)
+    out_dir = embedded_reference_dir(runs_dir, reference, task)
+    return stored_in(bootstrap_reference_task, out_dir.parent)(reference, task, str(out_dir.resolve()))

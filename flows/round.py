@@ -1,0 +1,68 @@
+"""One Boltzmann projection round: prompts -> rollouts -> rewards -> weights -> policy -> eval.
+
+Wiring only; each stage is a cached task in bolt_tasks/, keyed on its inputs and source, with
+its cache records in the round directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow
+
+from bolt_tasks.caching import stored_in
+from bolt_tasks.config import RoundConfig
+from bolt_tasks.evaluation import combine_task, evaluate_task
+from bolt_tasks.layout import RoundLayout
+from bolt_tasks.prompts import prompts_task
+from bolt_tasks.sampling import sample_task
+from bolt_tasks.summary import summarize_task
+from bolt_tasks.tracking import log_round_task, tracking_uri
+from bolt_tasks.training import train_task
+from bolt_tasks.verifiers import score_task
+from bolt_tasks.weights import weights_task
+from flows.bootstrap import bootstrap_reference
+
+
+@flow(name="bolt-round")
+def bolt_round(config: RoundConfig = RoundConfig(), runs_dir: str = "runs") -> dict:
+    """Sample N responses per prompt from pi_ref, score them, weight them by exp(r/beta)/Zhat(x)
+    in SQL, fit the policy by weighted maximum likelihood, evaluate it on held-out prompts."""
+    runs_dir = str(Path(runs_dir).resolve())
+    layout = RoundLayout.of(runs_dir, config.pipeline, config.round)
+
+    def cached(task):
+        return stored_in(task, layout.directory)
+
+    prompts = cached(prompts_task)(config.task, layout.table("prompts"))
+    reference = bootstrap_reference(config.reference, config.task, runs_dir)
+    rollouts = cached(sample_task)(
+        prompts, reference, reference, config.sampling, config.round, layout.table("rollouts")
+    )
+    rewards = cached(score_task)(prompts, rollouts, config.task, layout.table("rewards"))
+    weights, prompt_stats = cached(weights_task)(
+        rollouts, rewards, config.weighting, layout.table("weights"), layout.table("prompt_stats")
+    )
+    policy, train_log = cached(train_task)(
+        prompts, rollouts, weights, reference, config.training, layout.policy,
+        layout.table("train_log"),
+    )
+    reference_eval = cached(evaluate_task)(
+        prompts, reference, reference, config.evaluation, config.task, layout.table("reference_eval")
+    )
+    policy_eval = cached(evaluate_task)(
+        prompts, policy, reference, config.evaluation, config.task, layout.table("policy_eval")
+    )
+    evaluation = cached(combine_task)(
+        reference_eval, policy_eval, config.weighting.beta, layout.table("eval")
+    )
+    outputs = {
+        "prompts": prompts, "reference": reference, "rollouts": rollouts, "rewards": rewards,
+        "weights": weights, "prompt_stats": prompt_stats, "policy": policy,
+        "train_log": train_log, "reference_eval": reference_eval, "policy_eval": policy_eval,
+        "eval": evaluation,
+    }
+    summary = cached(summarize_task)(config, outputs, str(layout.directory))
+    tracking = tracking_uri(runs_dir)
+    run_id = cached(log_round_task)(config, summary, str(layout.directory), runs_dir, tracking)
+    return summary | {"mlflow_run_id": run_id, "tracking_uri": tracking}
