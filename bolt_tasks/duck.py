@@ -26,4 +26,10 @@ def view(connection, name: str, source: pa.Table | str | Path) -> None:
         rows = pa.array(range(source.num_rows), pa.int64())
         connection.register(name, source.append_column("file_row_number", rows))
     else:
-        connection.read_parquet(str(source), file_row_number=True).create_view(name)
+        # can_have_nan: without it DuckDB trusts Parquet min/max statistics, which leave NaN
+        # out, and skips row groups when filtering for NaN (duckdb/duckdb#25521).
+        literal = str(source).replace("'", "''")
+        connection.execute(
+            f"CREATE VIEW {name} AS SELECT * FROM "
+            f"read_parquet('{literal}', file_row_number = true, can_have_nan = true)"
+        )

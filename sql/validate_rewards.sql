@@ -2,6 +2,6 @@
 -- Views used: rewards (with file_row_number, 0-based).
 SELECT file_row_number + 1 AS row_number, prompt_id, sample_idx, reward
 FROM rewards
-WHERE reward IS NULL OR isnan(reward) OR isinf(reward)
+WHERE reward IS NULL OR NOT isfinite(reward)
 ORDER BY file_row_number
 LIMIT 5;

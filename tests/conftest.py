@@ -1,0 +1,37 @@
+import os
+
+from bolt_tasks.runtime import configure_environment
+
+configure_environment()
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from bolt_tasks.modeling import character_tokenizer, load_policy  # noqa: E402
+from bolt_tasks.reference import build_model  # noqa: E402
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """An untrained embedded-architecture policy: random weights make non-trivial log-probs."""
+    directory = tmp_path_factory.mktemp("tiny-model")
+    tokenizer = character_tokenizer()
+    model = build_model(len(tokenizer), tokenizer, seed=123)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return str(directory)
+
+
+@pytest.fixture(scope="session")
+def tiny_policy(tiny_model_dir):
+    return load_policy(tiny_model_dir, torch.device("cpu"))
+
+
+def pytest_unconfigure(config):
+    # Prefect stops its temporary server at interpreter exit and logs it to a stream pytest has
+    # already closed; that log line is noise, not a failure.
+    import logging
+
+    logging.raiseExceptions = False

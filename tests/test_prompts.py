@@ -1,0 +1,94 @@
+"""The built-in task and user prompt files; bad files fail before anything is written."""
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from bolt_tasks import arithmetic
+from bolt_tasks.config import TaskConfig
+from bolt_tasks.errors import BoltInputError
+from bolt_tasks.prompts import build_prompts, write_prompts
+
+
+def test_builtin_split_is_seeded_disjoint_and_mixed():
+    table = build_prompts(TaskConfig(train_prompts=1000, heldout_prompts=512, seed=0))
+    rows = table.to_pylist()
+    heldout = {r["prompt"] for r in rows if r["split"] == "heldout"}
+    train = {r["prompt"] for r in rows if r["split"] == "train"}
+    assert len(heldout) == 512 and len(train) == 1000
+    assert not heldout & train
+    assert table.equals(build_prompts(TaskConfig(train_prompts=1000, heldout_prompts=512, seed=0)))
+    assert not table.equals(build_prompts(TaskConfig(train_prompts=1000, heldout_prompts=512, seed=1)))
+    shares = [sum(r["difficulty"] == k for r in rows) / len(rows) for k in range(3)]
+    assert all(0.15 < share < 0.6 for share in shares), shares
+    for r in rows:
+        a, b = int(r["prompt"][:2]), int(r["prompt"][3:5])
+        assert r["answer"] == f"{a + b:03d}" and r["difficulty"] == arithmetic.carries(a, b)
+
+
+def test_carries_by_hand():
+    assert arithmetic.carries(12, 34) == 0
+    assert arithmetic.carries(15, 37) == 1
+    assert arithmetic.carries(95, 37) == 2
+    assert arithmetic.carries(50, 50) == 1
+    assert arithmetic.answer_text(7, 85) == "092"
+
+
+def write_jsonl(path, records):
+    path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in records) + "\n")
+    return path
+
+
+def user_task(train, heldout):
+    return TaskConfig(prompts_file=train, heldout_file=heldout)
+
+
+def test_user_files_jsonl_and_parquet(tmp_path):
+    train = write_jsonl(tmp_path / "train.jsonl", [
+        {"prompt": "2+2=", "answer": "4", "id": "q1"}, {"prompt": "3+3=", "answer": "6"}])
+    heldout = tmp_path / "heldout.parquet"
+    pq.write_table(pa.table({"prompt": ["4+4="], "answer": ["8"]}), heldout)
+    rows = build_prompts(user_task(train, heldout)).to_pylist()
+    assert [r["prompt_id"] for r in rows] == ["q1", "train-2", "heldout-1"]
+    assert [r["split"] for r in rows] == ["train", "train", "heldout"]
+
+
+@pytest.mark.parametrize(
+    "records, expected",
+    [
+        (['{"prompt": "1+1=", "answer": "2"}', '{"prompt": "2+2=", "answer": '], ["line 2", "malformed JSON"]),
+        ([{"prompt": "1+1=", "answer": "2"}, {"prompt": "2+2="}], ["line 2", "'answer'", "missing"]),
+        ([{"answer": "2"}], ["line 1", "'prompt'", "missing"]),
+        ([{"prompt": "1+1=", "answer": 2}], ["line 1", "'answer'", "string"]),
+        ([{"prompt": "1+1=", "answer": "2", "id": "x"}, {"prompt": "2+2=", "answer": "4", "id": "x"}],
+         ["line 2", "'id'", "repeats"]),
+    ],
+)
+def test_bad_prompt_file_names_file_line_field_and_writes_nothing(tmp_path, records, expected):
+    train = write_jsonl(tmp_path / "train.jsonl", records)
+    heldout = write_jsonl(tmp_path / "heldout.jsonl", [{"prompt": "9+9=", "answer": "18"}])
+    out = tmp_path / "out" / "prompts.parquet"
+    with pytest.raises(BoltInputError) as error:
+        write_prompts(user_task(train, heldout), out)
+    message = str(error.value)
+    assert str(train) in message
+    for fragment in expected:
+        assert fragment in message
+    assert not out.exists() and not out.parent.exists()
+
+
+def test_bad_parquet_row_is_named(tmp_path):
+    train = tmp_path / "train.parquet"
+    pq.write_table(pa.table({"prompt": ["1+1=", None], "answer": ["2", "4"]}), train)
+    heldout = write_jsonl(tmp_path / "heldout.jsonl", [{"prompt": "9+9=", "answer": "18"}])
+    with pytest.raises(BoltInputError, match=r"train.parquet row 2: missing field 'prompt'"):
+        build_prompts(user_task(train, heldout))
+
+
+def test_heldout_overlapping_training_is_refused(tmp_path):
+    train = write_jsonl(tmp_path / "train.jsonl", [{"prompt": "1+1=", "answer": "2"}])
+    heldout = write_jsonl(tmp_path / "heldout.jsonl", [{"prompt": "1+1=", "answer": "2"}])
+    with pytest.raises(BoltInputError, match="must not overlap"):
+        build_prompts(user_task(train, heldout))
