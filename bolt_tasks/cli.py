@@ -101,6 +101,11 @@ def print_summary(summary: dict, seconds: float) -> None:
         f"training prompts: mean ESS/N {summary['mean_ess_fraction']:.3f}, "
         f"coverage {summary['coverage']:.3f}"
     )
+    console.print(
+        f"pi_ref per-prompt success rates: {100 * summary['ref_share_below_0_3']:.1f}% of prompts "
+        f"below 0.3, {100 * summary['ref_share_above_0_6']:.1f}% above 0.6, "
+        f"{100 * summary['ref_share_unsolved_in_32']:.1f}% expected unsolved in 32 samples"
+    )
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in summary["stage_seconds"].items())
     console.print(f"stage compute time: {stages}")
     console.print(f"this invocation: {seconds:.1f}s wall-clock (cached stages are not re-run)")

@@ -33,6 +33,7 @@ POLICY_EVAL_SCHEMA = pa.schema(
         ("mean_reward", pa.float64()),
         ("greedy_success", pa.float64()),
         ("pass_at_8", pa.float64()),
+        ("pass_at_32", pa.float64()),
         ("mean_log_ratio", pa.float64()),
         ("verifier_errors", pa.int32()),
     ]
@@ -100,6 +101,7 @@ def evaluate_policy(
             "mean_reward": rewards.mean(axis=1),
             "greedy_success": (greedy_rewards >= evaluation.success_threshold).astype(float),
             "pass_at_8": [pass_at_k(m, int(c), 8) for c in successes],
+            "pass_at_32": [pass_at_k(m, int(c), 32) if m >= 32 else None for c in successes],
             "mean_log_ratio": log_ratio.reshape(-1, m).mean(axis=1),
             "verifier_errors": errors.reshape(-1, m).sum(axis=1),
         },

@@ -13,6 +13,7 @@ SELECT
     pol.mean_reward AS policy_mean_reward,
     ref.pass_at_8 AS reference_pass_at_8,
     pol.pass_at_8 AS policy_pass_at_8,
+    ref.pass_at_32 AS reference_pass_at_32,
     pol.mean_log_ratio AS policy_kl,
     target_success_rate(ref.success_rate, $beta) AS target_success_rate,
     abs(pol.success_rate - target_success_rate(ref.success_rate, $beta)) AS target_error

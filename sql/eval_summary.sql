@@ -10,6 +10,12 @@ SELECT
     avg(policy_greedy_success) AS policy_accuracy_greedy,
     avg(reference_pass_at_8) AS ref_pass_at_8,
     avg(policy_pass_at_8) AS policy_pass_at_8,
+    -- How pi_ref's per-prompt success rates spread: the regime a reward tilt can help.
+    avg(CAST(reference_success_rate < 0.3 AS DOUBLE)) AS ref_share_below_0_3,
+    avg(CAST(reference_success_rate > 0.6 AS DOUBLE)) AS ref_share_above_0_6,
+    avg(CAST(reference_success_rate = 0 AS DOUBLE)) AS ref_share_never_solved,
+    -- Expected share of prompts with no success in 32 samples: mean of 1 - pass@32.
+    avg(1 - reference_pass_at_32) AS ref_share_unsolved_in_32,
     avg(reference_mean_reward) AS ref_mean_reward,
     avg(policy_mean_reward) AS policy_mean_reward,
     avg(policy_kl) AS kl,
