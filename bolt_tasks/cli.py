@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except BoltInputError as error:
-        console.print(f"[red]error:[/red] {error}")
+        console.print(f"[red]error:[/red] {error}", soft_wrap=True, highlight=False)
         return 2
 
 

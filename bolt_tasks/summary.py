@@ -13,10 +13,13 @@ from bolt_tasks.plots import loss_plot, success_rate_plot
 from bolt_tasks.tables import ModelRef, TableRef, write_text_atomic
 
 
-def weights_summary(stats_path: str) -> dict:
+def training_data_summary(outputs: dict[str, TableRef | ModelRef]) -> dict:
+    """Sampling, scoring and weighting statistics of the round's training rollouts."""
     connection = connect()
-    view(connection, "prompt_stats", stats_path)
-    return connection.sql(sql_text("weights_summary")).to_arrow_table().to_pylist()[0]
+    for name in ("rollouts", "rewards", "prompt_stats"):
+        view(connection, name, outputs[name].path)
+    summary = connection.sql(sql_text("rollout_stats")).to_arrow_table().to_pylist()[0]
+    return summary | connection.sql(sql_text("weights_summary")).to_arrow_table().to_pylist()[0]
 
 
 def summarize_round(
@@ -26,7 +29,7 @@ def summarize_round(
     round_dir = Path(round_dir)
     summary = {"pipeline": config.pipeline, "round": config.round, "beta": config.weighting.beta}
     summary |= heldout_summary(outputs["eval"].path, config.weighting.beta)
-    summary |= weights_summary(outputs["prompt_stats"].path)
+    summary |= training_data_summary(outputs)
     summary["stage_seconds"] = {
         "prompts": outputs["prompts"].seconds,
         "bootstrap": outputs["reference"].seconds,
@@ -49,6 +52,6 @@ def summarize_round(
     return summary
 
 
-@stage("summarize-round", sql_files=("eval_summary", "weights_summary", "target_macro"))
+@stage("summarize-round", sql_files=("eval_summary", "weights_summary", "rollout_stats", "target_macro"))
 def summarize_task(config: RoundConfig, outputs: dict, round_dir: str) -> dict:
     return summarize_round(config, outputs, round_dir)

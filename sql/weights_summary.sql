@@ -4,6 +4,5 @@ SELECT
     count(*) AS train_prompts,
     avg(ess) AS mean_ess,
     avg(ess_fraction) AS mean_ess_fraction,
-    avg(CAST(covered AS DOUBLE)) AS coverage,
-    avg(mean_reward) AS train_mean_reward
+    avg(CAST(covered AS DOUBLE)) AS coverage
 FROM prompt_stats;
