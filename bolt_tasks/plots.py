@@ -22,13 +22,13 @@ def success_rate_plot(eval_path: str, beta: float, out_path: str | Path) -> Path
     order = np.argsort(reference)
     target = table["target_success_rate"].to_numpy()
     figure, axes = plt.subplots(figsize=(5.5, 5))
-    has_difficulty = not np.any(np.isnan(difficulty.astype(float)))
-    scatter = axes.scatter(
-        reference, policy, s=10, alpha=0.6,
-        c=difficulty if has_difficulty else "tab:blue", cmap="viridis" if has_difficulty else None,
-    )
-    if has_difficulty:
-        figure.colorbar(scatter, ax=axes, label="difficulty (carries)")
+    if not np.isnan(difficulty.astype(float)).any():  # user prompt files carry no difficulty
+        for group in np.unique(difficulty):
+            chosen = difficulty == group
+            axes.scatter(reference[chosen], policy[chosen], s=10, alpha=0.6,
+                         label=f"difficulty {group} ({chosen.sum()} prompts)")
+    else:
+        axes.scatter(reference, policy, s=10, alpha=0.6, label="held-out prompt")
     axes.plot([0, 1], [0, 1], color="grey", linestyle=":", label="no change")
     axes.plot(
         reference[order], target[order], color="tab:red", label=f"target p* (beta={beta:g})"
@@ -36,7 +36,7 @@ def success_rate_plot(eval_path: str, beta: float, out_path: str | Path) -> Path
     axes.set_xlabel("pi_ref success rate per held-out prompt")
     axes.set_ylabel("fitted policy success rate")
     axes.set_title(f"before vs after: accuracy {reference.mean():.3f} -> {policy.mean():.3f}")
-    axes.legend(loc="lower right")
+    axes.legend(loc="lower right", fontsize=8)
     axes.set_xlim(-0.02, 1.02)
     axes.set_ylim(-0.02, 1.02)
     figure.tight_layout()
