@@ -10,6 +10,10 @@ from pathlib import Path
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
+from transformers.utils import logging as transformers_logging
+
+# BOLT reports its own progress per stage; per-checkpoint load/save bars would drown it.
+transformers_logging.disable_progress_bar()
 
 SPECIAL_TOKENS = ["<pad>", "<bos>", "<eos>"]
 CHARACTERS = list(string.digits) + list("+-*=") + [" "] + list(string.ascii_lowercase)

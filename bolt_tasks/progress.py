@@ -1,7 +1,7 @@
 """Progress for long loops: a live bar on a terminal, a log line every tenth otherwise.
 
-Logs go to the `bolt_tasks` logger, which Prefect forwards to its run logs
-(PREFECT_LOGGING_EXTRA_LOGGERS, set in bolt_tasks.runtime).
+Inside a Prefect flow or task the log lines go to its run logger (console and Prefect UI);
+outside one, to the `bolt_tasks` logger.
 """
 
 from __future__ import annotations
@@ -11,15 +11,24 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
+from prefect.exceptions import MissingContextError
+from prefect.logging import get_run_logger
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-logger = logging.getLogger("bolt_tasks")
 T = TypeVar("T")
+
+
+def _logger():
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("bolt_tasks")
 
 
 def track(items: Iterable[T], total: int, description: str) -> Iterator[T]:
     log_every = max(1, total // 10)
     live = sys.stderr.isatty()
+    logger = _logger()
     bar = Progress(
         TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         transient=True, disable=not live,
@@ -29,5 +38,7 @@ def track(items: Iterable[T], total: int, description: str) -> Iterator[T]:
         for done, item in enumerate(items, start=1):
             yield item
             bar.advance(task_id)
-            if not live and (done % log_every == 0 or done == total):
+            # On a terminal the bar shows progress and the log gets the last line only, since
+            # log lines written under a live bar garble it.
+            if done == total or (not live and done % log_every == 0):
                 logger.info("%s: %d/%d", description, done, total)
