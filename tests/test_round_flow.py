@@ -83,3 +83,37 @@ def test_malformed_prompt_file_stops_the_round_before_any_output(tmp_path, capsy
     assert "train.jsonl line 2" in out and "malformed JSON" in out
     assert not list(runs.rglob("*.parquet"))
     assert not (runs / "reference").exists()
+
+
+@pytest.mark.slow
+def test_round_on_user_prompt_files_and_a_user_model_directory(tmp_path):
+    """The same flow on a user's JSONL prompts, verifier and model directory."""
+    from bolt_tasks.cli import main
+    from flows.round import bolt_round
+
+    main(["bootstrap", "--runs-dir", str(tmp_path), "--set", "reference.steps=60",
+          "--set", "reference.batch_size=32"])
+    [model_dir] = (tmp_path / "reference").glob("embedded-*")
+    train, heldout = tmp_path / "train.jsonl", tmp_path / "heldout.jsonl"
+    train.write_text("".join(
+        json.dumps({"prompt": f"{a:02d}+{b:02d}=", "answer": f"{a + b:03d}", "id": f"t{a}-{b}"}) + "\n"
+        for a in range(3) for b in range(4)))
+    heldout.write_text("".join(
+        json.dumps({"prompt": f"{a}{a}+{a}1=", "answer": f"{11 * a + 10 * a + 1:03d}"}) + "\n"
+        for a in range(3, 7)))
+    config = validate_round_config({
+        "pipeline": "user",
+        "task": {"prompts_file": str(train), "heldout_file": str(heldout), "verifier": "exact_match"},
+        "reference": {"model": str(model_dir)},
+        "sampling": {"samples_per_prompt": 3},
+        "evaluation": {"samples_per_prompt": 8},
+    })
+    summary = bolt_round(config=config, runs_dir=str(tmp_path / "runs"))
+    round_dir = tmp_path / "runs" / "user" / "round-0"
+    rewards = pq.read_table(round_dir / "rewards.parquet")
+    assert rewards.num_rows == 12 * 3
+    assert set(rewards["verifier"].to_pylist()) == {"exact_match"}
+    assert set(pq.read_table(round_dir / "rollouts.parquet")["sampler_model"].to_pylist()) == {
+        str(model_dir.resolve())}
+    assert summary["heldout_prompts"] == 4
+    assert summary["reference"] == str(model_dir.resolve())
