@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bolt_tasks.errors import BoltInputError
 
@@ -20,13 +19,11 @@ class _Frozen(BaseModel):
 
 
 class TaskConfig(_Frozen):
-    """Where prompts come from and how answers are checked."""
+    """Where prompts come from and how answers are checked.
 
-    name: Literal["arithmetic"] = Field(
-        "arithmetic",
-        description="Built-in verifiable task: two-digit addition 'AB+CD=' with a 3-digit answer. "
-        "Used when no prompt files are given.",
-    )
+    Without prompt files: the built-in task, two-digit addition 'AB+CD=' with a 3-digit answer.
+    """
+
     train_prompts: int = Field(
         1000, ge=1, description="Number of training prompts the round samples responses for."
     )
@@ -52,12 +49,11 @@ class TaskConfig(_Frozen):
         0.0, description="Reward recorded when the verifier raises; the error text is kept too."
     )
 
-    @field_validator("heldout_file")
-    @classmethod
-    def _files_come_in_pairs(cls, heldout_file, info):
-        if (info.data.get("prompts_file") is None) != (heldout_file is None):
+    @model_validator(mode="after")
+    def _files_come_in_pairs(self) -> "TaskConfig":
+        if (self.prompts_file is None) != (self.heldout_file is None):
             raise ValueError("prompts_file and heldout_file must be given together")
-        return heldout_file
+        return self
 
 
 class ReferenceConfig(_Frozen):
@@ -98,7 +94,6 @@ class SamplingConfig(_Frozen):
 class WeightingConfig(_Frozen):
     """BOLT weights: w = exp(r/beta)/Zhat(x), normalised per prompt (DESIGN section 1)."""
 
-    scheme: Literal["bolt"] = Field("bolt", description="Weighting scheme (sql/weights.sql).")
     beta: float = Field(
         0.5,
         description="KL temperature beta > 0 of J = E[r] - beta*KL(pi||pi_ref). Small beta tilts "

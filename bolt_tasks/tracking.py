@@ -58,7 +58,8 @@ def log_round(
         tags={
             "bolt.pipeline": config.pipeline,
             "bolt.round": str(config.round),
-            "bolt.sampler_model": summary["reference"] if config.round == 0 else "",
+            # bolt-round samples from pi_ref itself; refreshed rounds will sample from pi_k.
+            "bolt.sampler_model": summary["reference"],
             "bolt.round_dir": str(round_dir.resolve()),
             "prefect.flow_run_id": flow_run_id or "",
         },

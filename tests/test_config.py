@@ -20,6 +20,11 @@ def test_n_below_one_is_refused():
         validate_round_config({"sampling": {"samples_per_prompt": 0}})
 
 
+def test_prompt_files_come_in_pairs():
+    with pytest.raises(BoltInputError, match=r"field 'task'.*given together"):
+        validate_round_config({"task": {"prompts_file": "train.jsonl"}})
+
+
 def test_unknown_field_is_named():
     with pytest.raises(BoltInputError, match=r"field 'training.epoch'"):
         validate_round_config({"training": {"epoch": 3}})
