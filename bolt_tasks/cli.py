@@ -133,6 +133,19 @@ def command_bootstrap(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_sql(args: argparse.Namespace) -> int:
+    from bolt_tasks.sql_shell import open_runs, print_result, run_query, shell, usage
+
+    if args.query is None and not sys.stdin.isatty():
+        console.print(usage(args.runs_dir), soft_wrap=True, highlight=False, markup=False)
+        return 2
+    connection = open_runs(args.runs_dir)
+    if args.query is None:
+        return shell(connection, console)
+    print_result(console, run_query(connection, args.query))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bolt", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -142,6 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     bootstrap = commands.add_parser("bootstrap", help="build the embedded reference policy")
     add_config_arguments(bootstrap)
     bootstrap.set_defaults(handler=command_bootstrap)
+    sql = commands.add_parser("sql", help="read-only SQL over every table of the runs directory")
+    sql.add_argument("query", nargs="?",
+                     help="one query (SELECT, DESCRIBE, ...); without one: a prompt on a terminal")
+    sql.add_argument("--runs-dir", default="runs", help="where runs, caches and MLflow live")
+    sql.set_defaults(handler=command_sql)
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
