@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -91,9 +92,21 @@ class SamplingConfig(_Frozen):
     seed: int = Field(0, description="Sampling seed: the same seed gives the same rollouts.")
 
 
-class WeightingConfig(_Frozen):
-    """BOLT weights: w = exp(r/beta)/Zhat(x), normalised per prompt (DESIGN section 1)."""
+WEIGHTING_SCHEMES = ("bolt", "boltzmann_global", "rft", "reward", "sft")
 
+
+class WeightingConfig(_Frozen):
+    """How rollouts are weighted (DESIGN section 1; each scheme is one expression in
+    sql/log_tilt.sql). BOLT: w = exp(r/beta)/Zhat(x), normalised per prompt."""
+
+    scheme: Literal["bolt", "boltzmann_global", "rft", "reward", "sft"] = Field(
+        "bolt",
+        description="bolt: exp(r/beta)/Zhat(x) per prompt, with the importance term "
+        "log pi_ref - log q when the sampler is not pi_ref (fits pi*). boltzmann_global: "
+        "exp(r/beta) over one global mean (fits pi* per prompt, reweights prompts). rft: 1 "
+        "for r >= rft_threshold, else 0 (rejection-sampling fine-tuning, the beta -> 0 limit). "
+        "reward: w = r (r >= 0). sft: w = 1 (refits the sampler).",
+    )
     beta: float = Field(
         0.5,
         description="KL temperature beta > 0 of J = E[r] - beta*KL(pi||pi_ref). Small beta tilts "
@@ -103,6 +116,9 @@ class WeightingConfig(_Frozen):
         None,
         description="Reward at or above which a response counts as a success for coverage. "
         "Empty: the top reward seen in the rollouts (1 for 0/1 rewards).",
+    )
+    rft_threshold: float = Field(
+        1.0, description="rft scheme only: keep responses with reward >= this, drop the rest."
     )
 
     @field_validator("beta")

@@ -16,12 +16,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from bolt_tasks.caching import stage
-from bolt_tasks.config import EvaluationConfig, TaskConfig
+from bolt_tasks.config import EvaluationConfig, TaskConfig, WeightingConfig
 from bolt_tasks.logprobs import score_responses
 from bolt_tasks.modeling import encode_prompts, load_policy
 from bolt_tasks.sampling import decode_responses, generate
 from bolt_tasks.tables import ModelRef, TableRef, write_table_atomic
 from bolt_tasks.verifiers import resolve_verifier, score_one
+from bolt_tasks.weights import compute_weights
 from bolt_tasks.duck import connect, sql_text, view
 
 POLICY_EVAL_SCHEMA = pa.schema(
@@ -47,11 +48,25 @@ def pass_at_k(samples: int, successes: int, k: int) -> float:
     return 1.0 - math.comb(samples - successes, k) / math.comb(samples, k)
 
 
+SAMPLES_SCHEMA = pa.schema(
+    [
+        ("prompt_id", pa.string()),
+        ("sample_idx", pa.int32()),
+        ("response_token_ids", pa.list_(pa.int32())),
+        ("sampler_logprob", pa.float64()),
+        ("reference_logprob", pa.float64()),
+        ("reward", pa.float64()),
+    ]
+)
+
+
 def evaluate_policy(
     prompts: pa.Table, model_path: str, reference_path: str, evaluation: EvaluationConfig,
-    verifier_name: str, fallback_reward: float, out_path: str | Path,
-) -> TableRef:
-    """Per held-out prompt statistics of one policy; writes a policy-eval table."""
+    verifier_name: str, fallback_reward: float, out_path: str | Path, samples_path: str | Path,
+) -> tuple[TableRef, TableRef]:
+    """Per held-out prompt statistics of one policy (out_path) and its temperature-1 samples
+    with their log-probs and rewards (samples_path: the projection gap's importance sample
+    when the policy is pi_ref)."""
     start = time.perf_counter()
     heldout = prompts.filter(pc.equal(prompts["split"], "heldout"))
     model, tokenizer = load_policy(model_path)
@@ -68,14 +83,14 @@ def evaluate_policy(
         evaluation.seed, description=f"evaluate {Path(model_path).name}: greedy",
     )
     if model_path == reference_path:
-        log_ratio = np.zeros(len(repeated))
+        reference_logprobs = sampled.logprobs
     else:
         reference, _ = load_policy(reference_path)
         reference_logprobs = score_responses(
             reference, repeated, sampled.token_ids, tokenizer.pad_token_id,
             batch_size=evaluation.batch_size, description="score eval samples under pi_ref",
         )
-        log_ratio = sampled.logprobs - reference_logprobs
+    log_ratio = sampled.logprobs - reference_logprobs
 
     def verify(texts, reasons, answers, prompt_texts):
         scored = [score_one(verifier, p, a, t, f, fallback_reward)
@@ -89,6 +104,17 @@ def evaluate_policy(
     )
     greedy_rewards, _ = verify(
         decode_responses(tokenizer, greedy.token_ids), greedy.finish_reasons, answers, texts
+    )
+    samples = pa.table(
+        {
+            "prompt_id": [pid for pid in heldout["prompt_id"].to_pylist() for _ in range(m)],
+            "sample_idx": list(range(m)) * heldout.num_rows,
+            "response_token_ids": sampled.token_ids,
+            "sampler_logprob": sampled.logprobs,
+            "reference_logprob": reference_logprobs,
+            "reward": rewards,
+        },
+        schema=SAMPLES_SCHEMA,
     )
     rewards = rewards.reshape(-1, m)
     successes = (rewards >= evaluation.success_threshold).sum(axis=1)
@@ -107,7 +133,36 @@ def evaluate_policy(
         },
         schema=POLICY_EVAL_SCHEMA,
     )
+    samples_ref = write_table_atomic(samples, samples_path)
+    return write_table_atomic(table, out_path, time.perf_counter() - start), samples_ref
+
+
+def score_samples(samples: pa.Table, prompts: pa.Table, model_path: str, out_path: str | Path) -> TableRef:
+    """log pi_theta of stored samples: (prompt_id, sample_idx, policy_logprob)."""
+    start = time.perf_counter()
+    model, tokenizer = load_policy(model_path)
+    prompt_text = dict(zip(prompts["prompt_id"].to_pylist(), prompts["prompt"].to_pylist()))
+    prompt_ids = encode_prompts(tokenizer, [prompt_text[p] for p in samples["prompt_id"].to_pylist()])
+    logprobs = score_responses(
+        model, prompt_ids, samples["response_token_ids"].to_pylist(), tokenizer.pad_token_id,
+        batch_size=2048, description=f"score samples under {Path(model_path).name}",
+    )
+    table = pa.table(
+        {"prompt_id": samples["prompt_id"], "sample_idx": samples["sample_idx"],
+         "policy_logprob": logprobs}
+    )
     return write_table_atomic(table, out_path, time.perf_counter() - start)
+
+
+def projection_gap(samples: pa.Table | str, policy_logprobs: pa.Table | str, beta: float) -> pa.Table:
+    """Per prompt KL(pi* || pi_theta) by self-normalised importance sampling over stored samples
+    (sql/projection_gap.sql, with the BOLT weights of sql/weights.sql)."""
+    weights, _ = compute_weights(samples, samples, WeightingConfig(beta=beta))
+    connection = connect()
+    view(connection, "samples", samples)
+    view(connection, "policy_logprobs", policy_logprobs)
+    connection.register("weights", weights)
+    return connection.sql(sql_text("projection_gap")).to_arrow_table()
 
 
 def _binomial_pmf(trials: int, rates: np.ndarray) -> np.ndarray:
@@ -131,14 +186,18 @@ def target_error_noise_floor(reference_rates: np.ndarray, samples: int, target_g
 
 
 def combine_evaluations(
-    reference_eval: str, policy_eval: str, beta: float, out_path: str | Path
+    reference_eval: str, policy_eval: str, reference_samples: str, policy_logprobs: str,
+    beta: float, out_path: str | Path,
 ) -> TableRef:
-    """eval.parquet: pi_ref and the policy per held-out prompt, with p* (sql/eval.sql)."""
+    """eval.parquet: pi_ref and the policy per held-out prompt, with p* and the projection gap
+    KL(pi* || pi_theta) (sql/eval.sql)."""
     start = time.perf_counter()
+    gap = projection_gap(reference_samples, policy_logprobs, beta)
     connection = connect()
     connection.execute(sql_text("target_macro"))
     view(connection, "reference_eval", reference_eval)
     view(connection, "policy_eval", policy_eval)
+    connection.register("projection_gap", gap)
     table = connection.sql(sql_text("eval"), params={"beta": beta}).to_arrow_table()
     return write_table_atomic(table, out_path, time.perf_counter() - start)
 
@@ -168,14 +227,28 @@ def heldout_summary(eval_path: str, beta: float) -> dict:
 @stage("evaluate-policy")
 def evaluate_task(
     prompts: TableRef, model: ModelRef, reference: ModelRef, evaluation: EvaluationConfig,
-    task: TaskConfig, out_path: str,
-) -> TableRef:
+    task: TaskConfig, out_path: str, samples_path: str,
+) -> tuple[TableRef, TableRef]:
     return evaluate_policy(
         prompts.read(), model.path, reference.path, evaluation, task.verifier,
-        task.verifier_fallback_reward, out_path,
+        task.verifier_fallback_reward, out_path, samples_path,
     )
 
 
-@stage("compare-to-target", sql_files=("target_macro", "eval"))
-def combine_task(reference_eval: TableRef, policy_eval: TableRef, beta: float, out_path: str) -> TableRef:
-    return combine_evaluations(reference_eval.path, policy_eval.path, beta, out_path)
+@stage("score-samples")
+def score_samples_task(samples: TableRef, prompts: TableRef, model: ModelRef, out_path: str) -> TableRef:
+    return score_samples(samples.read(), prompts.read(), model.path, out_path)
+
+
+@stage(
+    "compare-to-target",
+    sql_files=("target_macro", "eval", "projection_gap", "log_tilt", "weights", "prompt_stats"),
+)
+def combine_task(
+    reference_eval: TableRef, policy_eval: TableRef, reference_samples: TableRef,
+    policy_logprobs: TableRef, beta: float, out_path: str,
+) -> TableRef:
+    return combine_evaluations(
+        reference_eval.path, policy_eval.path, reference_samples.path, policy_logprobs.path,
+        beta, out_path,
+    )

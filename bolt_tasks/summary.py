@@ -39,7 +39,7 @@ def summarize_round(
         "training": outputs["policy"].seconds,
         "evaluation": round(
             outputs["reference_eval"].seconds + outputs["policy_eval"].seconds
-            + outputs["eval"].seconds, 3,
+            + outputs["policy_logprobs"].seconds + outputs["eval"].seconds, 3,
         ),
     }
     summary["round_dir"] = str(round_dir)

@@ -18,13 +18,14 @@ from bolt_tasks.errors import BoltInputError
 from bolt_tasks.tables import TableRef, write_table_atomic
 
 
-def _check_rewards(connection, rewards_path: str) -> None:
-    bad = connection.sql(sql_text("validate_rewards")).fetchall()
+def _check_rewards(connection, rewards_path: str, scheme: str) -> None:
+    bad = connection.sql(sql_text("validate_rewards"), params={"scheme": scheme}).fetchall()
     if bad:
         row, prompt_id, sample_idx, reward = bad[0]
+        need = "finite numbers >= 0 for the 'reward' scheme" if scheme == "reward" else "finite numbers"
         raise BoltInputError(
             f"{rewards_path} row {row}: field 'reward' is {reward} (prompt_id={prompt_id!r}, "
-            f"sample_idx={sample_idx}); rewards must be finite numbers"
+            f"sample_idx={sample_idx}); rewards must be {need}"
         )
 
 
@@ -35,14 +36,18 @@ def compute_weights(
     connection = connect()
     view(connection, "rollouts", rollouts)
     view(connection, "rewards", rewards)
-    _check_rewards(connection, rewards if isinstance(rewards, str) else "rewards table")
+    _check_rewards(
+        connection, rewards if isinstance(rewards, str) else "rewards table", weighting.scheme
+    )
     connection.execute(
-        f"CREATE TEMP TABLE tilted AS {sql_text('log_tilt')}", {"beta": weighting.beta}
+        f"CREATE TEMP TABLE tilted AS {sql_text('log_tilt')}",
+        {"beta": weighting.beta, "scheme": weighting.scheme, "rft_threshold": weighting.rft_threshold},
     )
     weights = connection.sql(sql_text("weights")).to_arrow_table()
     connection.register("weights", weights)
     stats = connection.sql(
-        sql_text("prompt_stats"), params={"success_threshold": weighting.success_threshold}
+        sql_text("prompt_stats"),
+        params={"beta": weighting.beta, "success_threshold": weighting.success_threshold},
     ).to_arrow_table()
     return weights, stats
 

@@ -12,7 +12,7 @@ from prefect import flow
 
 from bolt_tasks.caching import stored_in
 from bolt_tasks.config import RoundConfig
-from bolt_tasks.evaluation import combine_task, evaluate_task
+from bolt_tasks.evaluation import combine_task, evaluate_task, score_samples_task
 from bolt_tasks.layout import RoundLayout
 from bolt_tasks.prompts import prompts_task
 from bolt_tasks.sampling import sample_task
@@ -47,20 +47,26 @@ def bolt_round(config: RoundConfig = RoundConfig(), runs_dir: str = "runs") -> d
         prompts, rollouts, weights, reference, config.training, layout.policy,
         layout.table("train_log"),
     )
-    reference_eval = cached(evaluate_task)(
-        prompts, reference, reference, config.evaluation, config.task, layout.table("reference_eval")
+    reference_eval, reference_samples = cached(evaluate_task)(
+        prompts, reference, reference, config.evaluation, config.task,
+        layout.table("reference_eval"), layout.table("reference_samples"),
     )
-    policy_eval = cached(evaluate_task)(
-        prompts, policy, reference, config.evaluation, config.task, layout.table("policy_eval")
+    policy_eval, policy_samples = cached(evaluate_task)(
+        prompts, policy, reference, config.evaluation, config.task,
+        layout.table("policy_eval"), layout.table("policy_samples"),
+    )
+    policy_logprobs = cached(score_samples_task)(
+        reference_samples, prompts, policy, layout.table("reference_samples_policy_logprobs")
     )
     evaluation = cached(combine_task)(
-        reference_eval, policy_eval, config.weighting.beta, layout.table("eval")
+        reference_eval, policy_eval, reference_samples, policy_logprobs, config.weighting.beta,
+        layout.table("eval"),
     )
     outputs = {
         "prompts": prompts, "reference": reference, "rollouts": rollouts, "rewards": rewards,
         "weights": weights, "prompt_stats": prompt_stats, "policy": policy,
         "train_log": train_log, "reference_eval": reference_eval, "policy_eval": policy_eval,
-        "eval": evaluation,
+        "policy_logprobs": policy_logprobs, "eval": evaluation,
     }
     summary = cached(summarize_task)(config, outputs, str(layout.directory))
     tracking = tracking_uri(runs_dir)

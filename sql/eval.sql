@@ -1,6 +1,7 @@
 -- Held-out evaluation, one row per prompt: pi_ref beside the fitted policy, and the policy's
 -- distance to its exact target p* (target_success_rate from sql/target_macro.sql).
--- Parameters: $beta. Tables used: reference_eval, policy_eval (bolt_tasks/evaluation.py).
+-- Parameters: $beta. Tables used: reference_eval, policy_eval (bolt_tasks/evaluation.py),
+-- projection_gap (sql/projection_gap.sql).
 SELECT
     ref.prompt_id,
     ref.difficulty,
@@ -16,7 +17,9 @@ SELECT
     ref.pass_at_32 AS reference_pass_at_32,
     pol.mean_log_ratio AS policy_kl,
     target_success_rate(ref.success_rate, $beta) AS target_success_rate,
-    abs(pol.success_rate - target_success_rate(ref.success_rate, $beta)) AS target_error
+    abs(pol.success_rate - target_success_rate(ref.success_rate, $beta)) AS target_error,
+    gap.projection_gap
 FROM reference_eval AS ref
 JOIN policy_eval AS pol USING (prompt_id)
+JOIN projection_gap AS gap USING (prompt_id)
 ORDER BY prompt_id;

@@ -24,5 +24,6 @@ SELECT
     avg(policy_success_rate - reference_success_rate) AS accuracy_gain,
     stddev_samp(policy_success_rate - reference_success_rate) / sqrt(count(*)) AS accuracy_gain_se,
     avg(target_success_rate) AS target_accuracy,
-    avg(target_error) AS target_error
+    avg(target_error) AS target_error,
+    avg(projection_gap) AS projection_gap
 FROM eval;

@@ -1,12 +1,37 @@
--- The log-tilt l_i of every scored rollout, before per-prompt normalisation (DESIGN.md s.1):
---   l_i = r_i/beta + log pi_ref(y_i|x) - log q(y_i|x)
--- The importance term is 0 when the sampler q is pi_ref itself (the stored log-probs are equal).
--- Parameters: $beta > 0. Views used: rollouts, rewards. Materialised as table `tilted`.
+-- Per scored rollout, before any normalisation (DESIGN.md section 1):
+--   log_tilt          the Boltzmann log-tilt  l_i = r_i/beta + log pi_ref(y_i|x) - log q(y_i|x)
+--                     (the importance term is 0 when the sampler q is pi_ref itself);
+--                     it defines log Zhat, pi* and the diagnostics whatever the scheme
+--   scheme_log_weight the chosen scheme's log-weight, one expression per scheme:
+--       bolt              l_i                                 normalised per prompt
+--       boltzmann_global  r_i/beta                            normalised by one global mean
+--       rft               0 if r_i >= $rft_threshold, else -inf (rejection-sampling FT)
+--       reward            log r_i (r_i >= 0)
+--       sft               0 (plain SFT: refits q)
+--   normalisation     'prompt', 'global' or 'none' (sql/weights.sql applies it)
+-- Parameters: $beta > 0, $scheme, $rft_threshold. Views used: rollouts, rewards.
 SELECT
     rewards.prompt_id,
     rewards.sample_idx,
     rewards.reward,
+    rollouts.response_token_ids,
+    rollouts.reference_logprob,
     rewards.reward / $beta
-        + (rollouts.reference_logprob - rollouts.sampler_logprob) AS log_tilt
+        + (rollouts.reference_logprob - rollouts.sampler_logprob) AS log_tilt,
+    CASE $scheme
+        WHEN 'bolt' THEN rewards.reward / $beta
+            + (rollouts.reference_logprob - rollouts.sampler_logprob)
+        WHEN 'boltzmann_global' THEN rewards.reward / $beta
+        WHEN 'rft' THEN CASE WHEN rewards.reward >= $rft_threshold
+                             THEN 0.0 ELSE CAST('-inf' AS DOUBLE) END
+        WHEN 'reward' THEN CASE WHEN rewards.reward > 0
+                                THEN ln(rewards.reward) ELSE CAST('-inf' AS DOUBLE) END
+        WHEN 'sft' THEN 0.0
+    END AS scheme_log_weight,
+    CASE $scheme
+        WHEN 'bolt' THEN 'prompt'
+        WHEN 'boltzmann_global' THEN 'global'
+        ELSE 'none'
+    END AS normalisation
 FROM rewards
 JOIN rollouts USING (prompt_id, sample_idx);

@@ -1,7 +1,8 @@
--- Rows of rewards.parquet whose reward is missing, NaN or infinite (at most 5, first first).
--- Views used: rewards (with file_row_number, 0-based).
+-- Rows of rewards.parquet whose reward no scheme can use (at most 5, first first): missing,
+-- NaN or infinite, or negative under the 'reward' scheme (whose log-weight is log r).
+-- Parameters: $scheme. Views used: rewards (with file_row_number, 0-based).
 SELECT file_row_number + 1 AS row_number, prompt_id, sample_idx, reward
 FROM rewards
-WHERE reward IS NULL OR NOT isfinite(reward)
+WHERE reward IS NULL OR NOT isfinite(reward) OR ($scheme = 'reward' AND reward < 0)
 ORDER BY file_row_number
 LIMIT 5;

@@ -1,21 +1,32 @@
--- BOLT weights (DESIGN.md section 1), in log space: exp() only ever sees l_i - max_j l_j <= 0.
---   log w_i = l_i - logsumexp_j(l_j) + log N      (weights average exactly 1 per prompt)
--- Tables used: tilted (sql/log_tilt.sql). One row per (prompt_id, sample_idx).
-WITH per_prompt AS (
+-- Weights of the chosen scheme (sql/log_tilt.sql), normalised in log space: exp() only ever
+-- sees a log-weight minus its maximum, so beta down to 1e-4 cannot overflow.
+--   prompt:  log w_i = s_i - logsumexp_{j in x}(s_j) + log N_x   (weights average 1 per prompt)
+--   global:  log w_i = s_i - logsumexp_all(s_j) + log N_total    (weights average 1 overall)
+--   none:    log w_i = s_i
+-- Tables used: tilted. One row per (prompt_id, sample_idx).
+WITH maxima AS (
     SELECT
         *,
-        max(log_tilt) OVER prompt AS max_log_tilt,
-        count(*) OVER prompt AS n
+        max(scheme_log_weight) OVER prompt AS prompt_max,
+        count(*) OVER prompt AS n,
+        max(scheme_log_weight) OVER () AS global_max,
+        count(*) OVER () AS n_total
     FROM tilted
     WINDOW prompt AS (PARTITION BY prompt_id)
 ),
 normalised AS (
     SELECT
         *,
-        log_tilt - max_log_tilt
-            - ln(sum(exp(log_tilt - max_log_tilt)) OVER (PARTITION BY prompt_id))
-            + ln(n) AS log_weight
-    FROM per_prompt
+        CASE normalisation
+            WHEN 'prompt' THEN scheme_log_weight - prompt_max
+                - ln(sum(exp(scheme_log_weight - prompt_max)) OVER (PARTITION BY prompt_id))
+                + ln(n)
+            WHEN 'global' THEN scheme_log_weight - global_max
+                - ln(sum(exp(scheme_log_weight - global_max)) OVER ())
+                + ln(n_total)
+            ELSE scheme_log_weight
+        END AS log_weight
+    FROM maxima
 )
 SELECT prompt_id, sample_idx, reward, log_weight, exp(log_weight) AS weight
 FROM normalised

@@ -128,6 +128,10 @@ def arrow_tables(columns, rng=None):
             "sample_idx": pa.array(columns["sample_idx"], pa.int32()),
             "reference_logprob": pa.array(columns["reference_logprob"], pa.float64()),
             "sampler_logprob": pa.array(columns["sampler_logprob"], pa.float64()),
+            # Every stored response distinct: the support diagnostics have their own tests.
+            "response_token_ids": pa.array(
+                [[int(i)] for i in columns["sample_idx"]], pa.list_(pa.int32())
+            ),
         }
     )
     order = np.arange(len(columns["reward"]))
