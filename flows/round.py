@@ -13,7 +13,7 @@ from prefect import flow
 from bolt_tasks.caching import stored_in
 from bolt_tasks.config import RoundConfig
 from bolt_tasks.evaluation import combine_task, evaluate_task, score_samples_task
-from bolt_tasks.layout import RoundLayout
+from bolt_tasks.layout import RoundLayout, check_round_task, claim_round_task
 from bolt_tasks.prompts import prompts_task
 from bolt_tasks.sampling import sample_task
 from bolt_tasks.summary import summarize_task
@@ -34,7 +34,9 @@ def bolt_round(config: RoundConfig = RoundConfig(), runs_dir: str = "runs") -> d
     def cached(task):
         return stored_in(task, layout.directory)
 
+    check_round_task(config, runs_dir)
     prompts = cached(prompts_task)(config.task, layout.table("prompts"))
+    claim_round_task(config, runs_dir)
     reference = bootstrap_reference(config.reference, config.task, runs_dir)
     rollouts = cached(sample_task)(
         prompts, reference, reference, config.sampling, config.round, layout.table("rollouts")

@@ -1,7 +1,7 @@
 -- Per-prompt statistics and diagnostics of the weighted rollouts (DESIGN.md section 1).
 --   log_z          log Zhat(x) = logsumexp_j(l_j) - log N   (Boltzmann tilt l, any scheme)
---   ess            (sum_i w_i)^2 / sum_i w_i^2 of the scheme's weights; ess_fraction = ESS/N
---                  (0 when every weight is 0, e.g. rft on a prompt with no success)
+--   ess            (sum_i w_i)^2 / sum_i w_i^2 of the scheme's weights, from log-weights;
+--                  ess_fraction = ESS/N (0 when every weight is 0: rft on a prompt with no success)
 --   covered        at least one reward >= the success threshold
 --   target_success estimated success rate of the scheme's fitted policy on this prompt:
 --                  sum over successes of w_i / sum_i w_i (= p* for bolt, as N grows)
@@ -49,26 +49,32 @@ support AS (
     FROM distinct_with_maxima
     GROUP BY prompt_id
 ),
+weight_maxima AS (
+    SELECT *, max(log_weight) OVER (PARTITION BY prompt_id) AS max_log_weight FROM weights
+),
 weighted AS (
+    -- Sums of w / max(w), so weights far below 1e-154 (global or unnormalised schemes at tiny
+    -- beta) keep their ESS instead of squaring to 0.
     SELECT
-        weights.prompt_id,
-        sum(weight) AS weight_sum,
-        sum(weight * weight) AS weight_square_sum,
-        sum(CASE WHEN weights.reward >= (SELECT value FROM threshold) THEN weight ELSE 0 END)
-            AS success_weight
-    FROM weights
-    GROUP BY weights.prompt_id
+        prompt_id,
+        any_value(max_log_weight) AS max_log_weight,
+        sum(exp(log_weight - max_log_weight)) AS scaled_sum,
+        sum(exp(2 * (log_weight - max_log_weight))) AS scaled_square_sum,
+        sum(CASE WHEN reward >= (SELECT value FROM threshold)
+                 THEN exp(log_weight - max_log_weight) ELSE 0 END) AS scaled_success_sum
+    FROM weight_maxima
+    GROUP BY prompt_id
 )
 SELECT
     prompt_id,
     n,
     mean_reward,
     log_z,
-    CASE WHEN weight_square_sum > 0 THEN pow(weight_sum, 2) / weight_square_sum ELSE 0 END AS ess,
-    CASE WHEN weight_square_sum > 0 THEN pow(weight_sum, 2) / weight_square_sum ELSE 0 END / n
+    CASE WHEN isinf(max_log_weight) THEN 0 ELSE pow(scaled_sum, 2) / scaled_square_sum END AS ess,
+    CASE WHEN isinf(max_log_weight) THEN 0 ELSE pow(scaled_sum, 2) / scaled_square_sum END / n
         AS ess_fraction,
     covered,
-    CASE WHEN weight_sum > 0 THEN success_weight / weight_sum END AS target_success,
+    CASE WHEN NOT isinf(max_log_weight) THEN scaled_success_sum / scaled_sum END AS target_success,
     distinct_responses,
     log_unnormalised_mass - log_z AS log_support_mass,
     exp(log_unnormalised_mass - log_z) AS support_mass,

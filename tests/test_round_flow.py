@@ -6,6 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from bolt_tasks.config import validate_round_config
+from bolt_tasks.errors import BoltInputError
 
 TINY = {
     "pipeline": "tiny",
@@ -61,10 +62,15 @@ def test_round_runs_caches_and_tracks(tmp_path):
     assert again == summary  # every stage came from the cache: same tables, same MLflow run
     assert (round_dir / "rollouts.parquet").stat().st_mtime_ns == mtime
 
+    # A round directory belongs to one configuration: another one is refused, naming the change,
+    # before it can overwrite a table that a cached stage of the first one points to.
     changed = validate_round_config(TINY | {"weighting": {"beta": 1.0}})
-    other = bolt_round(config=changed, runs_dir=str(tmp_path))
+    with pytest.raises(BoltInputError, match=r"weighting.beta: 0.5 -> 1.0"):
+        bolt_round(config=changed, runs_dir=str(tmp_path))
+    assert (round_dir / "rollouts.parquet").stat().st_mtime_ns == mtime
+    other = bolt_round(config=changed.model_copy(update={"pipeline": "tiny-beta1"}), runs_dir=str(tmp_path))
     assert other["mlflow_run_id"] != summary["mlflow_run_id"]
-    assert (round_dir / "rollouts.parquet").stat().st_mtime_ns == mtime  # sampling reused
+    assert other["beta"] == 1.0 and other["round_dir"].endswith("tiny-beta1/round-0")
 
 
 @pytest.mark.slow
