@@ -15,6 +15,8 @@ configure_environment()  # before Prefect is imported anywhere
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from pydantic import ValidationError  # noqa: E402
+
 from bolt_tasks.config import RoundConfig, validate_round_config  # noqa: E402
 from bolt_tasks.errors import BoltInputError  # noqa: E402
 
@@ -146,6 +148,66 @@ def command_sql(args: argparse.Namespace) -> int:
     return 0
 
 
+EXPERIMENTS = {
+    "e1": ("experiment_target_match", "TargetMatchConfig", "E1 target-matched weight"),
+    "e2": ("experiment_saturation", "SaturationConfig", "E2 one-shot saturation"),
+    "e5": ("experiment_frontier", "FrontierExperimentConfig", "E5 frontier with fitted points"),
+}
+
+
+def print_report(result: dict) -> None:
+    from rich.markdown import Markdown
+
+    report = Path(result["report"]).read_text()
+    console.print(Markdown(report.split("## Configuration")[0]))
+    console.print(f"report: {result['report']}")
+    console.print(f"plots: {', '.join(result['plots'])}")
+    console.print(f"MLflow run: {result['mlflow_run_id']}")
+
+
+def command_frontier(args: argparse.Namespace) -> int:
+    from bolt_tasks.frontier import DEFAULT_BETAS
+    from flows.frontier import bolt_frontier
+
+    try:
+        betas = [float(b) for b in args.betas.split(",")] if args.betas else list(DEFAULT_BETAS)
+    except ValueError:
+        raise BoltInputError(f"--betas {args.betas!r}: expected numbers separated by commas") from None
+    if any(not b > 0 for b in betas):
+        raise BoltInputError(f"--betas {args.betas!r}: every beta must be > 0")
+    print_report(bolt_frontier(pipeline=args.pipeline, round=args.round, runs_dir=args.runs_dir,
+                               betas=betas))
+    return 0
+
+
+def command_experiment(args: argparse.Namespace) -> int:
+    import flows.experiments
+    from bolt_tasks import experiment_config
+
+    flow_name, config_name, _ = EXPERIMENTS[args.name]
+    data: dict = {}
+    for assignment in args.set or []:
+        key, separator, value = assignment.partition("=")
+        if not separator:
+            raise BoltInputError(f"--set {assignment!r}: expected KEY=VALUE")
+        _set(data, key, _parse_value(value))
+    model = getattr(experiment_config, config_name)
+    defaults = model().model_dump(mode="json")
+    try:
+        config = model.model_validate(_merge(defaults, data))
+    except ValidationError as error:
+        raise BoltInputError(f"invalid {args.name} configuration: {error}") from None
+    print_report(getattr(flows.experiments, flow_name)(config=config, runs_dir=args.runs_dir))
+    return 0
+
+
+def _merge(base: dict, override: dict) -> dict:
+    merged = dict(base)
+    for key, value in override.items():
+        merged[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return merged
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bolt", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -160,6 +222,20 @@ def main(argv: list[str] | None = None) -> int:
                      help="one query (SELECT, DESCRIBE, ...); without one: a prompt on a terminal")
     sql.add_argument("--runs-dir", default="runs", help="where runs, caches and MLflow live")
     sql.set_defaults(handler=command_sql)
+    frontier = commands.add_parser(
+        "frontier", help="ESS/N, coverage, target success and support price over a beta grid")
+    frontier.add_argument("--runs-dir", default="runs", help="where runs, caches and MLflow live")
+    frontier.add_argument("--pipeline", default="default", help="pipeline whose rollouts to use")
+    frontier.add_argument("--round", type=int, default=0, help="round index k")
+    frontier.add_argument("--betas", help="comma-separated beta grid, e.g. 0.1,0.5,1,2")
+    frontier.set_defaults(handler=command_frontier)
+    experiment = commands.add_parser("experiment", help="run an experiment: " + ", ".join(EXPERIMENTS))
+    experiment.add_argument("name", choices=sorted(EXPERIMENTS))
+    experiment.add_argument("--runs-dir", default="runs", help="where runs, caches and MLflow live")
+    experiment.add_argument("--set", action="append", metavar="KEY=VALUE",
+                            help="override a field of the experiment's configuration, "
+                                 "e.g. --set round.task.train_prompts=128 (repeatable)")
+    experiment.set_defaults(handler=command_experiment)
     args = parser.parse_args(argv)
     try:
         return args.handler(args)

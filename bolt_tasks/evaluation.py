@@ -154,10 +154,13 @@ def score_samples(samples: pa.Table, prompts: pa.Table, model_path: str, out_pat
     return write_table_atomic(table, out_path, time.perf_counter() - start)
 
 
-def projection_gap(samples: pa.Table | str, policy_logprobs: pa.Table | str, beta: float) -> pa.Table:
+def projection_gap(
+    samples: pa.Table | str, rewards: pa.Table | str, policy_logprobs: pa.Table | str, beta: float
+) -> pa.Table:
     """Per prompt KL(pi* || pi_theta) by self-normalised importance sampling over stored samples
-    (sql/projection_gap.sql, with the BOLT weights of sql/weights.sql)."""
-    weights, _ = compute_weights(samples, samples, WeightingConfig(beta=beta))
+    (sql/projection_gap.sql, with the BOLT weights of sql/weights.sql). `samples` carries the
+    rollout columns, `rewards` their rewards (the same table for evaluation samples)."""
+    weights, _ = compute_weights(samples, rewards, WeightingConfig(beta=beta))
     connection = connect()
     view(connection, "samples", samples)
     view(connection, "policy_logprobs", policy_logprobs)
@@ -192,7 +195,7 @@ def combine_evaluations(
     """eval.parquet: pi_ref and the policy per held-out prompt, with p* and the projection gap
     KL(pi* || pi_theta) (sql/eval.sql)."""
     start = time.perf_counter()
-    gap = projection_gap(reference_samples, policy_logprobs, beta)
+    gap = projection_gap(reference_samples, reference_samples, policy_logprobs, beta)
     connection = connect()
     connection.execute(sql_text("target_macro"))
     view(connection, "reference_eval", reference_eval)

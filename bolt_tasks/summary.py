@@ -11,15 +11,16 @@ from bolt_tasks.duck import connect, sql_text, view
 from bolt_tasks.evaluation import heldout_summary
 from bolt_tasks.plots import loss_plot, success_rate_plot
 from bolt_tasks.tables import ModelRef, TableRef, write_text_atomic
+from bolt_tasks.weights import summarize_prompt_stats
 
 
 def training_data_summary(outputs: dict[str, TableRef | ModelRef]) -> dict:
     """Sampling, scoring and weighting statistics of the round's training rollouts."""
     connection = connect()
-    for name in ("rollouts", "rewards", "prompt_stats"):
+    for name in ("rollouts", "rewards"):
         view(connection, name, outputs[name].path)
     summary = connection.sql(sql_text("rollout_stats")).to_arrow_table().to_pylist()[0]
-    return summary | connection.sql(sql_text("weights_summary")).to_arrow_table().to_pylist()[0]
+    return summary | summarize_prompt_stats(outputs["prompt_stats"].path)
 
 
 def summarize_round(

@@ -52,6 +52,13 @@ def compute_weights(
     return weights, stats
 
 
+def summarize_prompt_stats(stats: pa.Table | str) -> dict:
+    """Means over prompts of prompt_stats (sql/weights_summary.sql)."""
+    connection = connect()
+    view(connection, "prompt_stats", stats)
+    return connection.sql(sql_text("weights_summary")).to_arrow_table().to_pylist()[0]
+
+
 def write_weights(
     rollouts_path: str, rewards_path: str, weighting: WeightingConfig,
     weights_path: str | Path, stats_path: str | Path,

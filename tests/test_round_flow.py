@@ -21,7 +21,7 @@ TABLES = ("prompts", "rollouts", "rewards", "weights", "prompt_stats", "train_lo
 
 
 @pytest.mark.slow
-def test_round_runs_caches_and_tracks(tmp_path):
+def test_round_runs_caches_and_tracks(tmp_path, capsys):
     import mlflow
 
     from flows.round import bolt_round
@@ -57,6 +57,10 @@ def test_round_runs_caches_and_tracks(tmp_path):
     history = mlflow.MlflowClient(summary["tracking_uri"]).get_metric_history(run.info.run_id, "train.loss")
     assert len(history) == len(pq.read_table(round_dir / "train_log.parquet"))
 
+    from bolt_tasks.cli import main
+
+    assert main(["sql", "SELECT count(*) AS n FROM rollouts", "--runs-dir", str(tmp_path)]) == 0
+    assert str(48 * 4) in capsys.readouterr().out
     mtime = (round_dir / "rollouts.parquet").stat().st_mtime_ns
     again = bolt_round(config=config, runs_dir=str(tmp_path))
     assert again == summary  # every stage came from the cache: same tables, same MLflow run

@@ -1,0 +1,130 @@
+"""The experiments: E1 target-matched weight, E2 one-shot saturation, E5 the frontier.
+
+Wiring only. Every training run is a cached stage (E1) or a whole cached bolt-round (E2, E5),
+so re-running an experiment only redoes what changed; outputs go to runs/experiments/<name>/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow
+
+from bolt_tasks.answer_probability import answer_probability_task
+from bolt_tasks.caching import stored_in
+from bolt_tasks.config import EvaluationConfig, WeightingConfig
+from bolt_tasks.evaluation import evaluate_task, score_samples_task
+from bolt_tasks.experiment_config import (
+    FrontierExperimentConfig, SaturationConfig, TargetMatchConfig,
+)
+from bolt_tasks.frontier import report_frontier_experiment_task
+from bolt_tasks.layout import RoundLayout, check_round_task, claim_round_task
+from bolt_tasks.prompts import prompts_task
+from bolt_tasks.sampling import sample_task
+from bolt_tasks.saturation import report_saturation_task
+from bolt_tasks.target_match import Fit, fit_grid, report_target_match_task
+from bolt_tasks.training import train_task
+from bolt_tasks.verifiers import score_task
+from bolt_tasks.weights import weights_task
+from flows.bootstrap import bootstrap_reference
+from flows.round import bolt_round
+
+
+def _output_dir(runs_dir: str, name: str) -> str:
+    return str(Path(runs_dir).resolve() / "experiments" / name)
+
+
+@flow(name="bolt-experiment-e1")
+def experiment_target_match(config: TargetMatchConfig = TargetMatchConfig(), runs_dir: str = "runs") -> dict:
+    """E1: fit the same pi_ref rollouts with every weighting scheme over a beta grid."""
+    runs_dir = str(Path(runs_dir).resolve())
+    data = config.round
+    layout = RoundLayout.of(runs_dir, data.pipeline, data.round)
+
+    def cached(task, directory=layout.directory):
+        return stored_in(task, directory)
+
+    check_round_task(data, runs_dir)
+    prompts = cached(prompts_task)(data.task, layout.table("prompts"))
+    claim_round_task(data, runs_dir)
+    reference = bootstrap_reference(data.reference, data.task, runs_dir)
+    rollouts = cached(sample_task)(prompts, reference, reference, data.sampling, data.round,
+                                   layout.table("rollouts"))
+    rewards = cached(score_task)(prompts, rollouts, data.task, layout.table("rewards"))
+    reference_probs = cached(answer_probability_task)(prompts, reference,
+                                                      layout.table("reference_answer_probability"))
+    _, reference_samples = cached(evaluate_task)(
+        prompts, reference, reference,
+        EvaluationConfig(samples_per_prompt=config.heldout_samples, seed=data.evaluation.seed),
+        data.task, layout.table("reference_eval"), layout.table("reference_samples"),
+    )
+    fits = []
+    for scheme, beta in fit_grid(config.schemes, config.betas):
+        fit_dir = layout.directory / "fits" / (scheme if beta is None else f"{scheme}-beta{beta:g}")
+        weighting = WeightingConfig(scheme=scheme, beta=beta or 1.0,
+                                    rft_threshold=data.weighting.rft_threshold)
+        weights, _ = cached(weights_task, fit_dir)(
+            rollouts, rewards, weighting, str(fit_dir / "weights.parquet"),
+            str(fit_dir / "prompt_stats.parquet"),
+        )
+        policy, train_log = cached(train_task, fit_dir)(
+            prompts, rollouts, weights, reference, data.training, str(fit_dir / "policy"),
+            str(fit_dir / "train_log.parquet"),
+        )
+        fits.append(Fit(
+            scheme, beta,
+            cached(answer_probability_task, fit_dir)(prompts, policy, str(fit_dir / "answer_probability.parquet")),
+            cached(score_samples_task, fit_dir)(rollouts, prompts, policy, str(fit_dir / "train_logprobs.parquet")),
+            cached(score_samples_task, fit_dir)(reference_samples, prompts, policy,
+                                                str(fit_dir / "heldout_logprobs.parquet")),
+            train_log,
+        ))
+    return cached(report_target_match_task)(
+        config.model_dump(mode="json"), prompts, rollouts, rewards, reference_samples,
+        reference_probs, fits, config.betas, data.evaluation.success_threshold,
+        _output_dir(runs_dir, "e1"), runs_dir,
+    )
+
+
+@flow(name="bolt-experiment-e2")
+def experiment_saturation(config: SaturationConfig = SaturationConfig(), runs_dir: str = "runs") -> dict:
+    """E2: epochs at fixed N and N at fixed epochs, each point a whole bolt-round."""
+    runs_dir = str(Path(runs_dir).resolve())
+    grid = dict.fromkeys(
+        [(config.fixed_samples_per_prompt, e) for e in config.epochs]
+        + [(n, config.fixed_epochs) for n in config.samples_per_prompt]
+    )
+    points = []
+    for n, epochs in grid:
+        round_config = config.round.model_copy(update={
+            "pipeline": f"{config.round.pipeline}-n{n}-epochs{epochs}",
+            "sampling": config.round.sampling.model_copy(update={"samples_per_prompt": n}),
+            "training": config.round.training.model_copy(update={"epochs": epochs}),
+        })
+        summary = bolt_round(config=round_config, runs_dir=runs_dir)
+        points.append(summary | {"samples_per_prompt": n, "epochs": epochs})
+    return stored_in(report_saturation_task, _output_dir(runs_dir, "e2"))(
+        config.model_dump(mode="json"), points, config.fixed_samples_per_prompt,
+        config.fixed_epochs, _output_dir(runs_dir, "e2"), runs_dir,
+    )
+
+
+@flow(name="bolt-experiment-e5")
+def experiment_frontier(
+    config: FrontierExperimentConfig = FrontierExperimentConfig(), runs_dir: str = "runs"
+) -> dict:
+    """E5: the frontier over beta from one round's rollouts, with policies fitted at some betas."""
+    runs_dir = str(Path(runs_dir).resolve())
+    points = []
+    for beta in config.trained_betas:
+        round_config = config.round.model_copy(update={
+            "pipeline": f"{config.round.pipeline}-beta{beta:g}",
+            "weighting": config.round.weighting.model_copy(update={"beta": beta}),
+        })
+        points.append(bolt_round(config=round_config, runs_dir=runs_dir))
+    # Every trained round sampled the same rollouts (same prompts, model and seed).
+    first = RoundLayout.of(runs_dir, f"{config.round.pipeline}-beta{config.trained_betas[0]:g}", 0)
+    return report_frontier_experiment_task(
+        first.table("rollouts"), first.table("rewards"), config.betas, points,
+        _output_dir(runs_dir, "e5"), runs_dir, config.model_dump(mode="json"),
+    )

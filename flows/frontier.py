@@ -1,0 +1,19 @@
+"""The temperature-coverage-variance frontier of one round's stored rollouts (no training)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow
+
+from bolt_tasks.frontier import DEFAULT_BETAS, frontier_task
+
+
+@flow(name="bolt-frontier")
+def bolt_frontier(
+    pipeline: str = "default", round: int = 0, runs_dir: str = "runs",
+    betas: list[float] = list(DEFAULT_BETAS),
+) -> dict:
+    """For each beta: mean ESS/N, share of prompts with ESS/N < 0.1, coverage, mean target
+    success p*, mean stored-support price; a table and a PNG, logged to MLflow."""
+    return frontier_task(pipeline, round, str(Path(runs_dir).resolve()), betas)
