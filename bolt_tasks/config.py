@@ -120,6 +120,17 @@ class WeightingConfig(_Frozen):
     rft_threshold: float = Field(
         1.0, description="rft scheme only: keep responses with reward >= this, drop the rest."
     )
+    eta: float | None = Field(
+        None, gt=0,
+        description="bolt scheme: reward step eta of KL mirror descent, l = eta*r + alpha*(log "
+        "pi_ref - log q). Empty: 1/beta, which with alpha = 1 is one exact step to pi*.",
+    )
+    alpha: float = Field(
+        1.0, ge=0, le=1,
+        description="bolt scheme: anchor to pi_ref. Refreshed round k fits pi_(k+1) ∝ "
+        "pi_k^(1-alpha) pi_ref^alpha exp(eta r): alpha = 1 re-targets pi* from a better-covering "
+        "sampler; alpha = 0 is pure reward tilting of the current policy.",
+    )
 
     @field_validator("beta")
     @classmethod

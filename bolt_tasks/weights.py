@@ -41,7 +41,8 @@ def compute_weights(
     )
     connection.execute(
         f"CREATE TEMP TABLE tilted AS {sql_text('log_tilt')}",
-        {"beta": weighting.beta, "scheme": weighting.scheme, "rft_threshold": weighting.rft_threshold},
+        {"beta": weighting.beta, "scheme": weighting.scheme, "rft_threshold": weighting.rft_threshold,
+         "eta": weighting.eta, "alpha": weighting.alpha},
     )
     weights = connection.sql(sql_text("weights")).to_arrow_table()
     connection.register("weights", weights)

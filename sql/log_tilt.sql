@@ -3,13 +3,17 @@
 --                     (the importance term is 0 when the sampler q is pi_ref itself);
 --                     it defines log Zhat, pi* and the diagnostics whatever the scheme
 --   scheme_log_weight the chosen scheme's log-weight, one expression per scheme:
---       bolt              l_i                                 normalised per prompt
+--       bolt              eta*r_i + alpha*(log pi_ref - log q) normalised per prompt; with the
+--                         defaults eta = 1/beta, alpha = 1 it is l_i (one exact step to pi*);
+--                         a refreshed round k (q = pi_k) is KL mirror descent with step eta
+--                         and anchor alpha: pi_{k+1} ∝ pi_k^(1-alpha) pi_ref^alpha exp(eta r)
 --       boltzmann_global  r_i/beta                            normalised by one global mean
 --       rft               0 if r_i >= $rft_threshold, else -inf (rejection-sampling FT)
 --       reward            log r_i (r_i >= 0)
 --       sft               0 (plain SFT: refits q)
 --   normalisation     'prompt', 'global' or 'none' (sql/weights.sql applies it)
--- Parameters: $beta > 0, $scheme, $rft_threshold. Views used: rollouts, rewards.
+-- Parameters: $beta > 0, $scheme, $rft_threshold, $eta (NULL: 1/beta), $alpha in [0, 1].
+-- Views used: rollouts, rewards.
 SELECT
     rewards.prompt_id,
     rewards.sample_idx,
@@ -19,8 +23,10 @@ SELECT
     rewards.reward / $beta
         + (rollouts.reference_logprob - rollouts.sampler_logprob) AS log_tilt,
     CASE $scheme
-        WHEN 'bolt' THEN rewards.reward / $beta
-            + (rollouts.reference_logprob - rollouts.sampler_logprob)
+        WHEN 'bolt' THEN
+            CASE WHEN $eta IS NULL THEN rewards.reward / $beta
+                 ELSE rewards.reward * CAST($eta AS DOUBLE) END
+            + CAST($alpha AS DOUBLE) * (rollouts.reference_logprob - rollouts.sampler_logprob)
         WHEN 'boltzmann_global' THEN rewards.reward / $beta
         WHEN 'rft' THEN CASE WHEN rewards.reward >= $rft_threshold
                              THEN 0.0 ELSE CAST('-inf' AS DOUBLE) END
