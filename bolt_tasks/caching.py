@@ -35,9 +35,16 @@ class StageSource(CachePolicy):
         return hash_objects(*sources, raise_on_failure=True)
 
 
-def stage(name: str, sql_files: tuple[str, ...] = (), extra_policy: CachePolicy | None = None):
-    """Decorator for a cached BOLT stage task: keyed on inputs, module source and its SQL."""
-    policy = INPUTS + StageSource(sql_files=sql_files)
+def stage(
+    name: str, sql_files: tuple[str, ...] = (), extra_policy: CachePolicy | None = None,
+    ignore_inputs: tuple[str, ...] = (),
+):
+    """Decorator for a cached BOLT stage task: keyed on inputs (but `ignore_inputs`), module
+    source and its SQL."""
+    inputs = INPUTS
+    for name_ in ignore_inputs:
+        inputs = inputs - name_
+    policy = inputs + StageSource(sql_files=sql_files)
     if extra_policy is not None:
         policy = policy + extra_policy
     return task(name=name, cache_policy=policy, persist_result=True)

@@ -126,6 +126,30 @@ def command_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_refresh(args: argparse.Namespace) -> int:
+    from bolt_tasks.config import RefreshConfig
+    from flows.refresh import bolt_refresh
+
+    round_config = build_config(args)
+    if args.pipeline is None and "pipeline" not in (json.loads(Path(args.config).read_text()) if args.config else {}):
+        round_config = round_config.model_copy(update={"pipeline": "refresh"})
+    config = RefreshConfig(round=round_config, add_rounds=args.add_rounds, until_round=args.until_round)
+    start = time.perf_counter()
+    result = bolt_refresh(config=config, runs_dir=args.runs_dir)
+    table = Table(title=f"refreshed rounds of '{round_config.pipeline}'")
+    for column in ("round", "sampler", "coverage", "ESS/N", "accuracy", "target p*", "KL", "KL(pi*||pi)"):
+        table.add_column(column, justify="right")
+    for s in result["rounds"]:
+        table.add_row(str(s["round"]), Path(s["sampler"]).name, f"{s['coverage']:.3f}",
+                      f"{s['mean_ess_fraction']:.3f}", f"{s['policy_accuracy']:.3f}",
+                      f"{s['target_accuracy']:.3f}", f"{s['kl']:.3f}", f"{s['projection_gap']:.3f}")
+    console.print(table)
+    console.print(f"pi_ref accuracy {result['rounds'][0]['ref_accuracy']:.3f}; "
+                  f"{time.perf_counter() - start:.1f}s wall-clock; plot {result['plot']}; "
+                  f"MLflow parent run {result['parent_run_id']}")
+    return 0
+
+
 def command_bootstrap(args: argparse.Namespace) -> int:
     config = build_config(args)
     from flows.bootstrap import bootstrap_reference
@@ -214,6 +238,12 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", help="bootstrap (cached), one BOLT round, evaluation")
     add_config_arguments(run)
     run.set_defaults(handler=command_run)
+    refresh = commands.add_parser(
+        "refresh", help="add refreshed rounds (KL mirror descent) to a pipeline, default 'refresh'")
+    add_config_arguments(refresh)
+    refresh.add_argument("--add-rounds", type=int, default=1, help="rounds to add (default 1)")
+    refresh.add_argument("--until-round", type=int, help="complete every round up to this index")
+    refresh.set_defaults(handler=command_refresh)
     bootstrap = commands.add_parser("bootstrap", help="build the embedded reference policy")
     add_config_arguments(bootstrap)
     bootstrap.set_defaults(handler=command_bootstrap)

@@ -193,3 +193,21 @@ def validate_round_config(data: dict) -> RoundConfig:
             for e in error.errors()
         )
         raise BoltInputError(f"invalid configuration: {problems}") from None
+
+
+class RefreshConfig(_Frozen):
+    """Refreshed rounds (KL policy mirror descent): round k samples from pi_k, fits pi_(k+1)
+    starting from pi_k. Invoked again, the pipeline continues after its last completed round."""
+
+    round: RoundConfig = Field(
+        default_factory=lambda: RoundConfig(pipeline="refresh"),
+        description="Configuration of every round (its `round` index is set per round). "
+        "weighting.eta and weighting.alpha are the mirror-descent step and anchor.",
+    )
+    add_rounds: int = Field(
+        1, ge=1, description="Rounds this invocation adds after the last completed one "
+        "(a scheduled run adds this many).",
+    )
+    until_round: int | None = Field(
+        None, ge=0, description="Instead of add_rounds: complete every round up to this index.",
+    )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,3 +68,31 @@ def claim_round_task(config: RoundConfig, runs_dir: str) -> None:
     """Record the configuration as soon as the inputs are known to be valid."""
     layout = RoundLayout.of(runs_dir, config.pipeline, config.round)
     write_text_atomic(json.dumps(config.model_dump(mode="json"), indent=2), layout.directory / "config.json")
+
+
+@contextmanager
+def pipeline_lock(runs_dir: str | Path, pipeline: str):
+    """Hold runs/<pipeline>/.lock for the duration: a second invocation of the same pipeline is
+    refused instead of writing the same tables. The kernel drops the lock when the holder
+    dies, even by SIGKILL, so a crashed run never blocks the next one."""
+    directory = Path(runs_dir) / pipeline
+    directory.mkdir(parents=True, exist_ok=True)
+    handle = open(directory / ".lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise BoltInputError(
+            f"{directory / '.lock'}: pipeline '{pipeline}' is being run by {holder}; "
+            "wait for it to finish (two runs of one pipeline would write the same tables)"
+        ) from None
+    try:
+        handle.truncate(0)
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()

@@ -46,6 +46,7 @@ def summarize_round(
     summary["round_dir"] = str(round_dir)
     summary["policy"] = outputs["policy"].path
     summary["reference"] = outputs["reference"].path
+    summary["sampler"] = outputs["sampler"].path
     success_rate_plot(outputs["eval"].path, config.weighting.beta, round_dir / "success_rates.png")
     loss_plot(outputs["train_log"].path, round_dir / "loss.png")
     write_text_atomic(json.dumps(config.model_dump(mode="json"), indent=2), round_dir / "config.json")

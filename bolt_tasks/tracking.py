@@ -43,9 +43,11 @@ def experiment_id(client, name: str, runs_dir: str | Path) -> str:
 
 def log_round(
     config: RoundConfig, summary: dict, round_dir: str | Path, runs_dir: str | Path,
-    flow_run_id: str | None = None,
+    flow_run_id: str | None = None, parent_run_id: str | None = None,
+    previous_run_id: str | None = None,
 ) -> str:
-    """Log a finished round as one MLflow run; returns its run id."""
+    """Log a finished round as one MLflow run (a child of parent_run_id when given), with its
+    rollouts and weights as dataset inputs and its policy as a registered model version."""
     import mlflow  # imported here: it takes seconds, and only this stage needs it
     import pyarrow.parquet as pq
     from mlflow.entities import Metric, Param
@@ -58,11 +60,12 @@ def log_round(
         tags={
             "bolt.pipeline": config.pipeline,
             "bolt.round": str(config.round),
-            # bolt-round samples from pi_ref itself; refreshed rounds will sample from pi_k.
-            "bolt.sampler_model": summary["reference"],
+            "bolt.sampler_model": summary["sampler"],
+            "bolt.reference_model": summary["reference"],
+            "bolt.previous_round_run_id": previous_run_id or "",
             "bolt.round_dir": str(round_dir.resolve()),
             "prefect.flow_run_id": flow_run_id or "",
-        },
+        } | ({"mlflow.parentRunId": parent_run_id} if parent_run_id else {}),
     )
     run_id = run.info.run_id
     now = int(time.time() * 1000)
@@ -87,15 +90,50 @@ def log_round(
     for name in ROUND_FILES:
         client.log_artifact(run_id, str(round_dir / name))
     client.log_artifacts(run_id, summary["policy"], "policy")
+    _log_datasets(client, run_id, round_dir)
+    _register_policy(client, run_id, f"bolt-{config.pipeline}")
     client.set_terminated(run_id)
     return run_id
 
 
-@stage("log-to-mlflow")
+def _log_datasets(client, run_id: str, round_dir: Path) -> None:
+    """The round's rollouts and weights as MLflow dataset inputs (lineage: data -> run)."""
+    import mlflow.data
+    import pyarrow.parquet as pq
+    from mlflow.entities import DatasetInput, InputTag
+
+    inputs = []
+    for name in ("rollouts", "weights"):
+        path = round_dir / f"{name}.parquet"
+        dataset = mlflow.data.from_pandas(
+            pq.read_table(path).to_pandas(), source=str(path.resolve()),
+            name=f"{round_dir.parent.name}/{round_dir.name}/{name}",
+        )
+        inputs.append(DatasetInput(dataset._to_mlflow_entity(),
+                                   [InputTag("mlflow.data.context", "training")]))
+    client.log_inputs(run_id, datasets=inputs)
+
+
+def _register_policy(client, run_id: str, model_name: str) -> None:
+    """Each round's policy becomes a version of the pipeline's registered model; the alias
+    `newest` follows the latest round."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(model_name)
+    except MlflowException:  # already registered by an earlier round
+        pass
+    version = client.create_model_version(model_name, f"runs:/{run_id}/policy", run_id=run_id)
+    client.set_registered_model_alias(model_name, "newest", version.version)
+
+
+@stage("log-to-mlflow", ignore_inputs=("parent_run_id",))
 def log_round_task(
-    config: RoundConfig, summary: dict, round_dir: str, runs_dir: str, tracking: str
+    config: RoundConfig, summary: dict, round_dir: str, runs_dir: str, tracking: str,
+    parent_run_id: str | None = None, previous_run_id: str | None = None,
 ) -> str:
-    """`tracking` (the resolved tracking URI) is an input so a new store gets its own run."""
+    """`tracking` (the resolved tracking URI) is an input so a new store gets its own run. The
+    parent run is not: a round logged under an earlier invocation's parent stays logged."""
     from prefect.runtime import flow_run
 
-    return log_round(config, summary, round_dir, runs_dir, flow_run.id)
+    return log_round(config, summary, round_dir, runs_dir, flow_run.id, parent_run_id, previous_run_id)

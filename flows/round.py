@@ -13,10 +13,11 @@ from prefect import flow
 from bolt_tasks.caching import stored_in
 from bolt_tasks.config import RoundConfig
 from bolt_tasks.evaluation import combine_task, evaluate_task, score_samples_task
-from bolt_tasks.layout import RoundLayout, check_round_task, claim_round_task
+from bolt_tasks.layout import RoundLayout, check_round_task, claim_round_task, pipeline_lock
 from bolt_tasks.prompts import prompts_task
 from bolt_tasks.sampling import sample_task
 from bolt_tasks.summary import summarize_task
+from bolt_tasks.tables import ModelRef
 from bolt_tasks.tracking import log_round_task, tracking_uri
 from bolt_tasks.training import train_task
 from bolt_tasks.verifiers import score_task
@@ -29,6 +30,18 @@ def bolt_round(config: RoundConfig = RoundConfig(), runs_dir: str = "runs") -> d
     """Sample N responses per prompt from pi_ref, score them, weight them by exp(r/beta)/Zhat(x)
     in SQL, fit the policy by weighted maximum likelihood, evaluate it on held-out prompts."""
     runs_dir = str(Path(runs_dir).resolve())
+    with pipeline_lock(runs_dir, config.pipeline):
+        reference = bootstrap_reference(config.reference, config.task, runs_dir)
+        summary, _ = round_stages(config, runs_dir, reference, sampler=reference)
+    return summary
+
+
+def round_stages(
+    config: RoundConfig, runs_dir: str, reference: ModelRef, sampler: ModelRef,
+    parent_run_id: str | None = None, previous_run_id: str | None = None,
+) -> tuple[dict, ModelRef]:
+    """The stages of round k: sample from `sampler` (pi_k; pi_ref in round 0), weight, fit a
+    policy starting from the sampler, evaluate it. Returns (summary, fitted policy)."""
     layout = RoundLayout.of(runs_dir, config.pipeline, config.round)
 
     def cached(task):
@@ -37,23 +50,22 @@ def bolt_round(config: RoundConfig = RoundConfig(), runs_dir: str = "runs") -> d
     check_round_task(config, runs_dir)
     prompts = cached(prompts_task)(config.task, layout.table("prompts"))
     claim_round_task(config, runs_dir)
-    reference = bootstrap_reference(config.reference, config.task, runs_dir)
     rollouts = cached(sample_task)(
-        prompts, reference, reference, config.sampling, config.round, layout.table("rollouts")
+        prompts, sampler, reference, config.sampling, config.round, layout.table("rollouts")
     )
     rewards = cached(score_task)(prompts, rollouts, config.task, layout.table("rewards"))
     weights, prompt_stats = cached(weights_task)(
         rollouts, rewards, config.weighting, layout.table("weights"), layout.table("prompt_stats")
     )
     policy, train_log = cached(train_task)(
-        prompts, rollouts, weights, reference, config.training, layout.policy,
+        prompts, rollouts, weights, sampler, config.training, layout.policy,
         layout.table("train_log"),
     )
     reference_eval, reference_samples = cached(evaluate_task)(
         prompts, reference, reference, config.evaluation, config.task,
         layout.table("reference_eval"), layout.table("reference_samples"),
     )
-    policy_eval, policy_samples = cached(evaluate_task)(
+    policy_eval, _ = cached(evaluate_task)(
         prompts, policy, reference, config.evaluation, config.task,
         layout.table("policy_eval"), layout.table("policy_samples"),
     )
@@ -65,12 +77,14 @@ def bolt_round(config: RoundConfig = RoundConfig(), runs_dir: str = "runs") -> d
         layout.table("eval"),
     )
     outputs = {
-        "prompts": prompts, "reference": reference, "rollouts": rollouts, "rewards": rewards,
-        "weights": weights, "prompt_stats": prompt_stats, "policy": policy,
+        "prompts": prompts, "reference": reference, "sampler": sampler, "rollouts": rollouts,
+        "rewards": rewards, "weights": weights, "prompt_stats": prompt_stats, "policy": policy,
         "train_log": train_log, "reference_eval": reference_eval, "policy_eval": policy_eval,
         "policy_logprobs": policy_logprobs, "eval": evaluation,
     }
     summary = cached(summarize_task)(config, outputs, str(layout.directory))
     tracking = tracking_uri(runs_dir)
-    run_id = cached(log_round_task)(config, summary, str(layout.directory), runs_dir, tracking)
-    return summary | {"mlflow_run_id": run_id, "tracking_uri": tracking}
+    run_id = cached(log_round_task)(
+        config, summary, str(layout.directory), runs_dir, tracking, parent_run_id, previous_run_id
+    )
+    return summary | {"mlflow_run_id": run_id, "tracking_uri": tracking}, policy

@@ -1,0 +1,43 @@
+"""Refreshed rounds: KL policy mirror descent. Round k samples from pi_k (pi_0 = pi_ref) and
+fits pi_(k+1) ∝ pi_k^(1-alpha) pi_ref^alpha exp(eta r) starting from pi_k (DESIGN section 1).
+
+Wiring only. Every stage is cached, so rounds completed by an earlier invocation (or before a
+crash) are walked through from the cache in milliseconds and only missing work runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow
+
+from bolt_tasks.config import RefreshConfig
+from bolt_tasks.layout import pipeline_lock
+from bolt_tasks.lineage import (
+    completed_rounds, finish_parent_run_task, rounds_to_run, start_parent_run_task,
+)
+from flows.bootstrap import bootstrap_reference
+from flows.round import round_stages
+
+
+@flow(name="bolt-refresh")
+def bolt_refresh(config: RefreshConfig = RefreshConfig(), runs_dir: str = "runs") -> dict:
+    """Add refreshed BOLT rounds to a pipeline: each samples from the newest policy."""
+    runs_dir = str(Path(runs_dir).resolve())
+    base = config.round
+    with pipeline_lock(runs_dir, base.pipeline):
+        last = rounds_to_run(completed_rounds(runs_dir, base.pipeline), config.add_rounds,
+                             config.until_round)
+        first_new = len(completed_rounds(runs_dir, base.pipeline))
+        parent = start_parent_run_task(base.pipeline, runs_dir, first_new, last)
+        reference = bootstrap_reference(base.reference, base.task, runs_dir)
+        sampler, previous_run, summaries = reference, None, []
+        for k in range(last + 1):
+            summary, sampler = round_stages(
+                base.model_copy(update={"round": k}), runs_dir, reference, sampler,
+                parent_run_id=parent, previous_run_id=previous_run,
+            )
+            previous_run = summary["mlflow_run_id"]
+            summaries.append(summary)
+        plot = finish_parent_run_task(parent, summaries, runs_dir)
+    return {"parent_run_id": parent, "rounds": summaries, "plot": plot}
