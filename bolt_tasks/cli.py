@@ -150,6 +150,22 @@ def command_refresh(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_serve(args: argparse.Namespace) -> int:
+    import os
+
+    if not os.environ.get("PREFECT_API_URL"):
+        raise BoltInputError(
+            "bolt serve needs a Prefect server: start one with `prefect server start --host "
+            "127.0.0.1` and set PREFECT_API_URL=http://127.0.0.1:4200/api")
+    from deployments.serve import serve_deployments
+
+    serve_deployments(
+        runs_dir=args.runs_dir, round_config=build_config(args), refresh_cron=args.refresh_cron,
+        refresh_interval_seconds=args.refresh_interval, refresh_active=args.refresh_active,
+    )
+    return 0
+
+
 def command_bootstrap(args: argparse.Namespace) -> int:
     config = build_config(args)
     from flows.bootstrap import bootstrap_reference
@@ -244,6 +260,16 @@ def main(argv: list[str] | None = None) -> int:
     refresh.add_argument("--add-rounds", type=int, default=1, help="rounds to add (default 1)")
     refresh.add_argument("--until-round", type=int, help="complete every round up to this index")
     refresh.set_defaults(handler=command_refresh)
+    serve = commands.add_parser(
+        "serve", help="serve the flows as Prefect deployments (bolt-round, bolt-refresh, ...)")
+    add_config_arguments(serve)
+    serve.add_argument("--refresh-cron", default="0 3 * * *",
+                       help="bolt-refresh schedule (cron, default daily 03:00)")
+    serve.add_argument("--refresh-interval", type=float,
+                       help="bolt-refresh schedule as an interval in seconds, instead of cron")
+    serve.add_argument("--refresh-active", action="store_true",
+                       help="start with the schedule on (default: off until switched on in the UI)")
+    serve.set_defaults(handler=command_serve)
     bootstrap = commands.add_parser("bootstrap", help="build the embedded reference policy")
     add_config_arguments(bootstrap)
     bootstrap.set_defaults(handler=command_bootstrap)

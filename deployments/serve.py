@@ -1,31 +1,66 @@
-"""Serve BOLT's flows as Prefect deployments, so rounds can be triggered from the Prefect UI.
+"""BOLT's flows as Prefect deployments, served from this process against a Prefect server.
 
-    prefect server start --host 127.0.0.1          # in one terminal
-    PREFECT_API_URL=http://127.0.0.1:4200/api python deployments/serve.py
+    bolt-round     on demand: one round (the UI shows RoundConfig as a form with help text)
+    bolt-refresh   on a schedule: each run adds refreshed rounds to a pipeline; the schedule
+                   is shipped inactive, so nothing runs until you switch it on in the UI
+                   (or pass --refresh-active)
+    bolt-frontier, bolt-experiment-e1/e2/e5   on demand
 
-The UI then shows `bolt-round/bolt-round` with the RoundConfig form (every field's help text
-comes from bolt_tasks/config.py). Runs execute in this serving process.
+Run with `bolt serve` (PREFECT_API_URL must point at a server; see README).
 """
 
-from bolt_tasks.runtime import configure_environment
+from __future__ import annotations
 
-configure_environment()
+from pathlib import Path
 
-from prefect import serve  # noqa: E402
+from prefect import serve
+from prefect.schedules import Cron, Interval
 
-from flows.bootstrap import bootstrap_reference  # noqa: E402
-from flows.round import bolt_round  # noqa: E402
+from bolt_tasks.config import RefreshConfig, RoundConfig
+from flows.experiments import experiment_frontier, experiment_saturation, experiment_target_match
+from flows.frontier import bolt_frontier
+from flows.refresh import bolt_refresh
+from flows.round import bolt_round
 
-if __name__ == "__main__":
-    serve(
-        bolt_round.to_deployment(
-            name="bolt-round",
-            description="One BOLT round: sample, score, weight (SQL), weighted SFT, evaluate.",
-            tags=["bolt"],
-        ),
-        bootstrap_reference.to_deployment(
-            name="bolt-bootstrap",
-            description="Build the embedded reference policy (cached per recipe).",
-            tags=["bolt"],
-        ),
+DEFAULT_REFRESH_CRON = "0 3 * * *"  # daily at 03:00
+
+
+def build_deployments(
+    runs_dir: str, round_config: RoundConfig | None = None, refresh_cron: str = DEFAULT_REFRESH_CRON,
+    refresh_interval_seconds: float | None = None, refresh_active: bool = False,
+) -> list:
+    runs_dir = str(Path(runs_dir).resolve())
+    round_config = round_config or RoundConfig()
+    # Its own pipeline: bolt-round runs would otherwise claim the same round directories.
+    refresh_round = round_config.model_copy(update={"pipeline": f"{round_config.pipeline}-refresh"})
+    schedule = (
+        Interval(refresh_interval_seconds, active=refresh_active)
+        if refresh_interval_seconds else Cron(refresh_cron, active=refresh_active)
     )
+    return [
+        bolt_round.to_deployment(
+            name="bolt-round", tags=["bolt"],
+            parameters={"config": round_config.model_dump(mode="json"), "runs_dir": runs_dir},
+            description="One BOLT round: sample from pi_ref, score, weight in SQL, weighted SFT, "
+            "evaluate. On demand.",
+        ),
+        bolt_refresh.to_deployment(
+            name="bolt-refresh", tags=["bolt"], schedules=[schedule],
+            parameters={"config": RefreshConfig(round=refresh_round).model_dump(mode="json"),
+                        "runs_dir": runs_dir},
+            description="Adds refreshed rounds (KL mirror descent) to a pipeline on a schedule. "
+            "The schedule ships inactive: turn it on in the UI.",
+        ),
+        bolt_frontier.to_deployment(name="bolt-frontier", tags=["bolt"],
+                                    parameters={"runs_dir": runs_dir}),
+        experiment_target_match.to_deployment(name="bolt-experiment-e1", tags=["bolt"],
+                                              parameters={"runs_dir": runs_dir}),
+        experiment_saturation.to_deployment(name="bolt-experiment-e2", tags=["bolt"],
+                                            parameters={"runs_dir": runs_dir}),
+        experiment_frontier.to_deployment(name="bolt-experiment-e5", tags=["bolt"],
+                                          parameters={"runs_dir": runs_dir}),
+    ]
+
+
+def serve_deployments(**options) -> None:
+    serve(*build_deployments(**options))

@@ -1,0 +1,1 @@
+"""Prefect deployments of BOLT's flows (served by `bolt serve`)."""

@@ -1,0 +1,115 @@
+"""Against a real Prefect server on 127.0.0.1: `bolt serve` serves the deployments, a triggered
+bolt-round completes and lands in MLflow, and an active interval schedule adds refresh rounds
+on its own. Every process started here is stopped here."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from bolt_tasks.tracking import tracking_uri
+
+TINY = ["--set", "reference.steps=60", "--set", "reference.batch_size=32",
+        "--train-prompts", "24", "--set", "task.heldout_prompts=16",
+        "--set", "evaluation.samples_per_prompt=8", "--samples-per-prompt", "4"]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(condition, timeout, what):
+    deadline = time.time() + timeout
+    while not condition():
+        if time.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(1)
+
+
+def healthy(url) -> bool:
+    try:
+        return urllib.request.urlopen(f"{url}/health", timeout=2).status == 200
+    except OSError:
+        return False
+
+
+def stop(process):
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    home = tmp_path_factory.mktemp("prefect-home")
+    runs = tmp_path_factory.mktemp("served-runs")
+    api = f"http://127.0.0.1:{free_port()}/api"
+    env = os.environ | {"PREFECT_HOME": str(home), "PREFECT_API_URL": api, "DO_NOT_TRACK": "true",
+                        "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    port = api.split(":")[2].split("/")[0]
+    logs = {name: open(home / f"{name}.log", "w") for name in ("server", "serve")}
+    server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
+                               "--port", port], env=env, stdout=logs["server"],
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    serving = None
+    try:
+        wait_for(lambda: healthy(api), 180, "the Prefect server")
+        # The reference is built once up front so the served runs share it.
+        subprocess.run([sys.executable, "-m", "bolt_tasks.cli", "bootstrap", "--runs-dir", str(runs),
+                        *TINY], env=env, check=True, capture_output=True, timeout=300)
+        serving = subprocess.Popen(
+            [sys.executable, "-m", "bolt_tasks.cli", "serve", "--runs-dir", str(runs),
+             "--pipeline", "served", *TINY, "--refresh-interval", "20", "--refresh-active"],
+            env=env, stdout=logs["serve"], stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for(lambda: "bolt-round" in subprocess.run(
+            [str(BIN / "prefect"), "deployment", "ls"], env=env, capture_output=True, text=True
+        ).stdout, 120, "the served deployments")
+        yield {"env": env, "runs": runs, "home": home}
+    finally:
+        for process in (serving, server):
+            if process is not None:
+                stop(process)
+        for log in logs.values():
+            log.close()
+
+
+@pytest.mark.slow
+def test_triggered_round_completes_and_is_tracked(served):
+    result = subprocess.run(
+        [str(BIN / "prefect"), "deployment", "run", "bolt-round/bolt-round", "--watch",
+         "--watch-timeout", "400"],
+        env=served["env"], capture_output=True, text=True, timeout=450)
+    assert result.returncode == 0, result.stdout[-2000:] + (served["home"] / "serve.log").read_text()[-3000:]
+    summary = json.loads((served["runs"] / "served" / "round-0" / "summary.json").read_text())
+    client = mlflow.MlflowClient(tracking_uri(served["runs"]))
+    experiment = client.get_experiment_by_name("bolt-served")
+    runs = client.search_runs([experiment.experiment_id])
+    assert [r.data.tags["bolt.round"] for r in runs] == ["0"]
+    assert runs[0].data.metrics["policy_accuracy"] == pytest.approx(summary["policy_accuracy"])
+    assert runs[0].data.tags["prefect.flow_run_id"]
+
+
+@pytest.mark.slow
+def test_active_schedule_adds_rounds_untriggered(served):
+    pipeline = served["runs"] / "served-refresh"
+    wait_for(lambda: (pipeline / "round-1" / "summary.json").exists(), 400,
+             "two scheduled refresh rounds")
+    rollouts = pipeline / "round-1" / "rollouts.parquet"
+    import pyarrow.parquet as pq
+
+    assert set(pq.read_table(rollouts)["sampler_model"].to_pylist()) == {str(pipeline / "round-0" / "policy")}

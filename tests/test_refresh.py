@@ -1,0 +1,144 @@
+"""Refreshed rounds: lineage in MLflow, continuing a pipeline, the lock, and crash safety."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pyarrow.parquet as pq
+import pytest
+
+from bolt_tasks.errors import BoltInputError
+from bolt_tasks.layout import pipeline_lock
+from bolt_tasks.tracking import tracking_uri
+
+TINY = ["--set", "reference.steps=60", "--set", "reference.batch_size=32",
+        "--train-prompts", "24", "--set", "task.heldout_prompts=16",
+        "--set", "evaluation.samples_per_prompt=8", "--samples-per-prompt", "4",
+        "--set", "training.batch_size=8"]
+# Slower sampling and training in round 2, so a kill lands inside the stage it aims at.
+CRASHABLE = TINY + ["--set", "sampling.batch_size=4", "--set", "training.epochs=3"]
+TABLES = ("prompts", "rollouts", "rewards", "weights", "prompt_stats", "train_log",
+          "reference_eval", "policy_eval", "eval")
+
+
+def bolt(*args, log=None, **popen):
+    command = [sys.executable, "-m", "bolt_tasks.cli", *args]
+    if log is None:
+        return subprocess.run(command, capture_output=True, text=True, timeout=600)
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, **popen)
+
+
+@pytest.mark.slow
+def test_refresh_lineage_and_continuation(tmp_path):
+    from bolt_tasks.cli import main
+
+    runs = str(tmp_path)
+    assert main(["refresh", "--runs-dir", runs, "--until-round", "1", *TINY]) == 0
+    round1 = pq.read_table(tmp_path / "refresh" / "round-1" / "rollouts.parquet")
+    assert set(round1["sampler_model"].to_pylist()) == {str(tmp_path / "refresh" / "round-0" / "policy")}
+    # pi_1 samples, pi_ref scores: the two log-probs differ, and the weights correct for it.
+    assert (round1["sampler_logprob"].to_numpy() != round1["reference_logprob"].to_numpy()).any()
+
+    assert main(["refresh", "--runs-dir", runs, *TINY]) == 0  # adds round 2
+    assert (tmp_path / "refresh" / "round-2" / "summary.json").exists()
+
+    client = mlflow.MlflowClient(tracking_uri(runs))
+    experiment = client.get_experiment_by_name("bolt-refresh").experiment_id
+    runs_found = client.search_runs([experiment])
+    parents = [r for r in runs_found if r.data.tags.get("bolt.kind") == "refresh"]
+    children = sorted((r for r in runs_found if "bolt.round" in r.data.tags),
+                      key=lambda r: int(r.data.tags["bolt.round"]))
+    assert len(parents) == 2 and len(children) == 3
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} <= {p.info.run_id for p in parents}
+    assert children[0].data.tags["bolt.previous_round_run_id"] == ""
+    for previous, child in zip(children, children[1:]):
+        assert child.data.tags["bolt.previous_round_run_id"] == previous.info.run_id
+        assert child.data.tags["bolt.sampler_model"].endswith(
+            f"round-{previous.data.tags['bolt.round']}/policy")
+    assert all(c.data.tags["prefect.flow_run_id"] for c in children)
+    assert all(len(c.inputs.dataset_inputs) == 2 for c in children)
+    versions = client.search_model_versions("name='bolt-refresh'")
+    assert sorted(int(v.version) for v in versions) == [1, 2, 3]
+    newest = client.get_model_version_by_alias("bolt-refresh", "newest")
+    assert newest.run_id == children[-1].info.run_id
+    assert any(a.path == "rounds.png" for a in client.list_artifacts(parents[0].info.run_id))
+
+
+def test_second_invocation_of_a_pipeline_is_refused(tmp_path):
+    with pipeline_lock(tmp_path, "busy"):
+        with pytest.raises(BoltInputError, match=r"pipeline 'busy' is being run by pid \d+"):
+            with pipeline_lock(tmp_path, "busy"):
+                pass
+    with pipeline_lock(tmp_path, "busy"):  # released: usable again
+        pass
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("uninterrupted")
+    result = bolt("refresh", "--runs-dir", str(runs), "--until-round", "2", *CRASHABLE)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return runs
+
+
+def kill_when(runs: Path, ready, log_path: Path):
+    """Start the 3-round refresh, SIGKILL it as soon as ready(round-2 dir) holds."""
+    with open(log_path, "w") as log:
+        process = bolt("refresh", "--runs-dir", str(runs), "--until-round", "2", *CRASHABLE, log=log)
+        round2 = runs / "refresh" / "round-2"
+        deadline = time.time() + 400
+        while not ready(round2):
+            assert process.poll() is None, log_path.read_text()[-3000:]
+            assert time.time() < deadline
+            time.sleep(0.02)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def finished_states(output: str, task: str) -> list[str]:
+    return [line.split("Finished in state ")[1].strip() for line in output.splitlines()
+            if f"Task run '{task}-" in line and "Finished in state" in line]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "stage, ready, unfinished, expect_cached",
+    [
+        ("sampling",
+         lambda d: (d / "config.json").exists(),
+         "rollouts.parquet", {"sample-rollouts": 2}),
+        ("training",
+         lambda d: (d / "prompt_stats.parquet").exists(),
+         "policy", {"sample-rollouts": 3, "score-rollouts": 3, "weights": 3}),
+    ],
+)
+def test_sigkill_then_rerun_finishes_with_identical_tables(
+    tmp_path, uninterrupted, stage, ready, unfinished, expect_cached
+):
+    runs = tmp_path / "runs"
+    kill_when(runs, ready, tmp_path / "killed.log")
+    round2 = runs / "refresh" / "round-2"
+    assert not (round2 / unfinished).exists(), f"the kill missed the {stage} stage"
+    for table in round2.glob("*.parquet"):
+        pq.read_table(table)  # every table present is whole
+
+    rerun = bolt("refresh", "--runs-dir", str(runs), "--until-round", "2", *CRASHABLE)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    output = rerun.stdout + rerun.stderr
+    for task, cached in expect_cached.items():
+        states = finished_states(output, task)
+        assert states.count("Cached(type=COMPLETED)") == cached, (task, states)
+    assert finished_states(output, "bootstrap-reference") == ["Cached(type=COMPLETED)"]
+    assert "Completed()" in finished_states(output, "weighted-sft")  # round 2 was trained now
+
+    for k in range(3):
+        for name in TABLES:
+            got = pq.read_table(runs / "refresh" / f"round-{k}" / f"{name}.parquet")
+            want = pq.read_table(uninterrupted / "refresh" / f"round-{k}" / f"{name}.parquet")
+            if name == "rollouts":  # sampler paths name each run's own directory
+                got, want = (t.drop_columns(["sampler_model"]) for t in (got, want))
+            assert got.equals(want), (k, name)
