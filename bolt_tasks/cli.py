@@ -191,6 +191,7 @@ def command_sql(args: argparse.Namespace) -> int:
 EXPERIMENTS = {
     "e1": ("experiment_target_match", "TargetMatchConfig", "E1 target-matched weight"),
     "e2": ("experiment_saturation", "SaturationConfig", "E2 one-shot saturation"),
+    "e3": ("experiment_refresh", "RefreshExperimentConfig", "E3 refresh vs one shot"),
     "e5": ("experiment_frontier", "FrontierExperimentConfig", "E5 frontier with fitted points"),
 }
 

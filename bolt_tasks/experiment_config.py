@@ -54,3 +54,16 @@ class FrontierExperimentConfig(_Frozen):
     )
     betas: list[float] = Field(list(DEFAULT_BETAS), description="Frontier grid (no training).")
     trained_betas: list[float] = Field([0.25, 0.5, 1.0, 2.0], description="Betas actually fitted.")
+
+
+class RefreshExperimentConfig(_Frozen):
+    """E3: refreshed rounds against one round, at the same total number of samples per prompt."""
+
+    round: RoundConfig = Field(
+        default_factory=lambda: RoundConfig(pipeline="e3"),
+        description="The default round; pipelines e3-oneshot and e3-refresh derive from it.",
+    )
+    rounds: int = Field(4, ge=2, description="K refreshed rounds of N/K samples each.")
+    total_samples_per_prompt: int = Field(
+        16, ge=2, description="N: one-shot samples N at once; refresh samples N/K per round."
+    )

@@ -17,7 +17,9 @@ from prefect import serve
 from prefect.schedules import Cron, Interval
 
 from bolt_tasks.config import RefreshConfig, RoundConfig
-from flows.experiments import experiment_frontier, experiment_saturation, experiment_target_match
+from flows.experiments import (
+    experiment_frontier, experiment_refresh, experiment_saturation, experiment_target_match,
+)
 from flows.frontier import bolt_frontier
 from flows.refresh import bolt_refresh
 from flows.round import bolt_round
@@ -57,6 +59,8 @@ def build_deployments(
                                               parameters={"runs_dir": runs_dir}),
         experiment_saturation.to_deployment(name="bolt-experiment-e2", tags=["bolt"],
                                             parameters={"runs_dir": runs_dir}),
+        experiment_refresh.to_deployment(name="bolt-experiment-e3", tags=["bolt"],
+                                         parameters={"runs_dir": runs_dir}),
         experiment_frontier.to_deployment(name="bolt-experiment-e5", tags=["bolt"],
                                           parameters={"runs_dir": runs_dir}),
     ]

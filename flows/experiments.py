@@ -1,4 +1,5 @@
-"""The experiments: E1 target-matched weight, E2 one-shot saturation, E5 the frontier.
+"""The experiments: E1 target-matched weight, E2 one-shot saturation, E3 refresh vs one shot,
+E5 the frontier.
 
 Wiring only. Every training run is a cached stage (E1) or a whole cached bolt-round (E2, E5),
 so re-running an experiment only redoes what changed; outputs go to runs/experiments/<name>/.
@@ -14,19 +15,22 @@ from bolt_tasks.answer_probability import answer_probability_task
 from bolt_tasks.caching import stored_in
 from bolt_tasks.config import EvaluationConfig, WeightingConfig
 from bolt_tasks.evaluation import evaluate_task, score_samples_task
+from bolt_tasks.config import RefreshConfig
 from bolt_tasks.experiment_config import (
-    FrontierExperimentConfig, SaturationConfig, TargetMatchConfig,
+    FrontierExperimentConfig, RefreshExperimentConfig, SaturationConfig, TargetMatchConfig,
 )
 from bolt_tasks.frontier import report_frontier_experiment_task
 from bolt_tasks.layout import RoundLayout, check_round_task, claim_round_task
 from bolt_tasks.prompts import prompts_task
 from bolt_tasks.sampling import sample_task
+from bolt_tasks.refresh_comparison import report_refresh_comparison_task
 from bolt_tasks.saturation import report_saturation_task
 from bolt_tasks.target_match import Fit, fit_grid, report_target_match_task
 from bolt_tasks.training import train_task
 from bolt_tasks.verifiers import score_task
 from bolt_tasks.weights import weights_task
 from flows.bootstrap import bootstrap_reference
+from flows.refresh import bolt_refresh
 from flows.round import bolt_round
 
 
@@ -127,4 +131,26 @@ def experiment_frontier(
     return report_frontier_experiment_task(
         first.table("rollouts"), first.table("rewards"), config.betas, points,
         _output_dir(runs_dir, "e5"), runs_dir, config.model_dump(mode="json"),
+    )
+
+
+@flow(name="bolt-experiment-e3")
+def experiment_refresh(config: RefreshExperimentConfig = RefreshExperimentConfig(), runs_dir: str = "runs") -> dict:
+    """E3: K refreshed rounds of N/K samples against one round of N samples per prompt."""
+    runs_dir = str(Path(runs_dir).resolve())
+    base = config.round
+    per_round = config.total_samples_per_prompt // config.rounds
+    one_shot = bolt_round(config=base.model_copy(update={
+        "pipeline": f"{base.pipeline}-oneshot",
+        "sampling": base.sampling.model_copy(update={"samples_per_prompt": config.total_samples_per_prompt}),
+    }), runs_dir=runs_dir)
+    refreshed = bolt_refresh(config=RefreshConfig(
+        round=base.model_copy(update={
+            "pipeline": f"{base.pipeline}-refresh",
+            "sampling": base.sampling.model_copy(update={"samples_per_prompt": per_round}),
+        }),
+        until_round=config.rounds - 1,
+    ), runs_dir=runs_dir)
+    return report_refresh_comparison_task(
+        config.model_dump(mode="json"), one_shot, refreshed["rounds"], _output_dir(runs_dir, "e3"), runs_dir,
     )

@@ -79,3 +79,18 @@ def test_e5_puts_fitted_policies_on_the_frontier(runs_dir):
     trained = pq.read_table(Path(result["report"]).parent / "trained_points.parquet").to_pylist()
     assert [t["beta"] for t in trained] == [0.5, 1.0]
     assert {"frontier.png", "frontier.parquet"} <= artifacts_of(runs_dir, result["mlflow_run_id"])
+
+
+@pytest.mark.slow
+def test_e3_compares_refresh_with_one_shot_at_equal_budget(runs_dir):
+    from flows.experiments import experiment_refresh
+
+    from bolt_tasks.experiment_config import RefreshExperimentConfig
+
+    config = RefreshExperimentConfig(round=tiny_round("e3t"), rounds=2, total_samples_per_prompt=4)
+    result = experiment_refresh(config=config, runs_dir=runs_dir)
+    rows = result["rows"]
+    assert [(r["arm"], r["round"], r["samples_per_prompt"]) for r in rows] == [
+        ("one-shot", 0, 4), ("refresh", 0, 2), ("refresh", 1, 2)]
+    assert rows[-1]["cumulative_samples_per_prompt"] == rows[0]["cumulative_samples_per_prompt"]
+    assert "e3_refresh_vs_one_shot.png" in artifacts_of(runs_dir, result["mlflow_run_id"])
