@@ -88,14 +88,17 @@ def uninterrupted(tmp_path_factory):
 def kill_when(runs: Path, ready, log_path: Path):
     """Start the 3-round refresh, SIGKILL it as soon as ready(round-2 dir) holds."""
     with open(log_path, "w") as log:
-        process = bolt("refresh", "--runs-dir", str(runs), "--until-round", "2", *CRASHABLE, log=log)
+        # Its own process group: the kill takes Prefect's temporary server down with it, as a
+        # machine crash would, and leaves nothing running.
+        process = bolt("refresh", "--runs-dir", str(runs), "--until-round", "2", *CRASHABLE,
+                       log=log, start_new_session=True)
         round2 = runs / "refresh" / "round-2"
         deadline = time.time() + 400
         while not ready(round2):
             assert process.poll() is None, log_path.read_text()[-3000:]
             assert time.time() < deadline
             time.sleep(0.02)
-        os.kill(process.pid, signal.SIGKILL)
+        os.killpg(process.pid, signal.SIGKILL)
         process.wait()
 
 
