@@ -20,7 +20,7 @@ from bolt_tasks.experiment_config import (
     FrontierExperimentConfig, RefreshExperimentConfig, SaturationConfig, TargetMatchConfig,
 )
 from bolt_tasks.frontier import report_frontier_experiment_task
-from bolt_tasks.layout import RoundLayout, check_round_task, claim_round_task
+from bolt_tasks.layout import RoundLayout, check_round_task, claim_round_task, pipeline_lock
 from bolt_tasks.prompts import prompts_task
 from bolt_tasks.sampling import sample_task
 from bolt_tasks.refresh_comparison import report_refresh_comparison_task
@@ -48,41 +48,42 @@ def experiment_target_match(config: TargetMatchConfig = TargetMatchConfig(), run
     def cached(task, directory=layout.directory):
         return stored_in(task, directory)
 
-    check_round_task(data, runs_dir)
-    prompts = cached(prompts_task)(data.task, layout.table("prompts"))
-    claim_round_task(data, runs_dir)
-    reference = bootstrap_reference(data.reference, data.task, runs_dir)
-    rollouts = cached(sample_task)(prompts, reference, reference, data.sampling, data.round,
-                                   layout.table("rollouts"))
-    rewards = cached(score_task)(prompts, rollouts, data.task, layout.table("rewards"))
-    reference_probs = cached(answer_probability_task)(prompts, reference,
-                                                      layout.table("reference_answer_probability"))
-    _, reference_samples = cached(evaluate_task)(
-        prompts, reference, reference,
-        EvaluationConfig(samples_per_prompt=config.heldout_samples, seed=data.evaluation.seed),
-        data.task, layout.table("reference_eval"), layout.table("reference_samples"),
-    )
-    fits = []
-    for scheme, beta in fit_grid(config.schemes, config.betas):
-        fit_dir = layout.directory / "fits" / (scheme if beta is None else f"{scheme}-beta{beta:g}")
-        weighting = WeightingConfig(scheme=scheme, beta=beta or 1.0,
-                                    rft_threshold=data.weighting.rft_threshold)
-        weights, _ = cached(weights_task, fit_dir)(
-            rollouts, rewards, weighting, str(fit_dir / "weights.parquet"),
-            str(fit_dir / "prompt_stats.parquet"),
+    with pipeline_lock(runs_dir, data.pipeline):
+        check_round_task(data, runs_dir)
+        prompts = cached(prompts_task)(data.task, layout.table("prompts"))
+        claim_round_task(data, runs_dir)
+        reference = bootstrap_reference(data.reference, data.task, runs_dir)
+        rollouts = cached(sample_task)(prompts, reference, reference, data.sampling, data.round,
+                                       layout.table("rollouts"))
+        rewards = cached(score_task)(prompts, rollouts, data.task, layout.table("rewards"))
+        reference_probs = cached(answer_probability_task)(prompts, reference,
+                                                          layout.table("reference_answer_probability"))
+        _, reference_samples = cached(evaluate_task)(
+            prompts, reference, reference,
+            EvaluationConfig(samples_per_prompt=config.heldout_samples, seed=data.evaluation.seed),
+            data.task, layout.table("reference_eval"), layout.table("reference_samples"),
         )
-        policy, train_log = cached(train_task, fit_dir)(
-            prompts, rollouts, weights, reference, data.training, str(fit_dir / "policy"),
-            str(fit_dir / "train_log.parquet"),
-        )
-        fits.append(Fit(
-            scheme, beta,
-            cached(answer_probability_task, fit_dir)(prompts, policy, str(fit_dir / "answer_probability.parquet")),
-            cached(score_samples_task, fit_dir)(rollouts, prompts, policy, str(fit_dir / "train_logprobs.parquet")),
-            cached(score_samples_task, fit_dir)(reference_samples, prompts, policy,
-                                                str(fit_dir / "heldout_logprobs.parquet")),
-            train_log,
-        ))
+        fits = []
+        for scheme, beta in fit_grid(config.schemes, config.betas):
+            fit_dir = layout.directory / "fits" / (scheme if beta is None else f"{scheme}-beta{beta:g}")
+            weighting = WeightingConfig(scheme=scheme, beta=beta or 1.0,
+                                        rft_threshold=data.weighting.rft_threshold)
+            weights, _ = cached(weights_task, fit_dir)(
+                rollouts, rewards, weighting, str(fit_dir / "weights.parquet"),
+                str(fit_dir / "prompt_stats.parquet"),
+            )
+            policy, train_log = cached(train_task, fit_dir)(
+                prompts, rollouts, weights, reference, data.training, str(fit_dir / "policy"),
+                str(fit_dir / "train_log.parquet"),
+            )
+            fits.append(Fit(
+                scheme, beta,
+                cached(answer_probability_task, fit_dir)(prompts, policy, str(fit_dir / "answer_probability.parquet")),
+                cached(score_samples_task, fit_dir)(rollouts, prompts, policy, str(fit_dir / "train_logprobs.parquet")),
+                cached(score_samples_task, fit_dir)(reference_samples, prompts, policy,
+                                                    str(fit_dir / "heldout_logprobs.parquet")),
+                train_log,
+            ))
     return cached(report_target_match_task)(
         config.model_dump(mode="json"), prompts, rollouts, rewards, reference_samples,
         reference_probs, fits, config.betas, data.evaluation.success_threshold,
