@@ -146,7 +146,12 @@ class TrainingConfig(_Frozen):
     epochs: int = Field(2, ge=1, description="Passes over the weighted rollouts.")
     batch_size: int = Field(64, ge=1, description="Rollouts per optimizer step.")
     learning_rate: float = Field(1e-4, gt=0, description="AdamW learning rate after warm-up.")
-    warmup_steps: int = Field(10, ge=0, description="Linear warm-up steps, then constant.")
+    warmup_steps: int = Field(10, ge=0, description="Linear warm-up steps.")
+    schedule: Literal["constant", "cosine"] = Field(
+        "constant",
+        description="Learning rate after warm-up: constant, or cosine decay to 0 by the last "
+        "step (lands a long fit on its optimum instead of a noisy last iterate).",
+    )
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
     seed: int = Field(0, description="Seed of the data order.")

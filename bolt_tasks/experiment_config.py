@@ -18,10 +18,10 @@ class TargetMatchConfig(_Frozen):
             pipeline="e1",
             task=TaskConfig(train_prompts=256),
             sampling=SamplingConfig(samples_per_prompt=32),
-            training=TrainingConfig(epochs=20, learning_rate=1e-3, batch_size=64),
+            training=TrainingConfig(epochs=20, learning_rate=1e-3, batch_size=64, schedule="cosine"),
         ),
         description="Data and fit: 256 training prompts x 32 samples; 20 epochs at lr 1e-3 "
-        "converge the fits (loss change over the last epoch is reported).",
+        "decayed to 0 (cosine) converge the fits (loss change over the last epoch is reported).",
     )
     betas: list[float] = Field([0.5, 1.0, 2.0], description="Target temperatures.")
     schemes: list[str] = Field(

@@ -10,6 +10,7 @@ On a CUDA GPU the forward pass runs under bf16 autocast; log-softmax is taken in
 
 from __future__ import annotations
 
+import math
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -71,12 +72,18 @@ def train_policy(
         model.parameters(), lr=training.learning_rate, betas=(0.9, 0.99),
         weight_decay=training.weight_decay,
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / max(1, training.warmup_steps))
-    )
     generator = torch.Generator().manual_seed(training.seed)
     steps_per_epoch = -(-len(examples) // training.batch_size)
     total = steps_per_epoch * training.epochs
+
+    def learning_rate_factor(step: int) -> float:
+        warmup = min(1.0, (step + 1) / max(1, training.warmup_steps))
+        if training.schedule == "constant" or step < training.warmup_steps:
+            return warmup
+        progress = (step - training.warmup_steps) / max(1, total - training.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * progress))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, learning_rate_factor)
     log = {name: [] for name in TRAIN_LOG_SCHEMA.names}
 
     def batches():
