@@ -70,5 +70,7 @@ def _prefect_artifacts(name: str, tables: dict[str, pa.Table], report: str) -> N
     key = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
     create_markdown_artifact(report, key=f"{key}-report", description=f"{name} report")
     for table_name, table in tables.items():
+        if table.num_rows > 500:  # per-prompt tables stay Parquet files: the API refuses MBs
+            continue
         table_key = "".join(c if c.isalnum() else "-" for c in f"{key}-{table_name}".lower())
         create_table_artifact(table.to_pylist(), key=table_key, description=f"{name}: {table_name}")
