@@ -7,6 +7,7 @@ projection. Both arms draw the same total number of samples per prompt and targe
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib
@@ -85,7 +86,7 @@ def report_refresh_comparison_task(
     )
     report = "\n\n".join([
         "# E3: refreshed sampler vs one shot", finding, markdown_table(table),
-        "## Configuration", f"```json\n{config_dump}\n```",
+        "## Configuration", f"```json\n{json.dumps(config_dump, indent=2)}\n```",
     ])
     run_id = publish("E3 refresh vs one-shot", out, runs_dir, {"e3_rounds": table}, [plot], report,
                      {"config": config_dump})

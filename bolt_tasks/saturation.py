@@ -7,6 +7,7 @@ Each point is a whole bolt-round; its summary supplies every number here.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib
@@ -89,7 +90,7 @@ def report_saturation(
         "beta*log(1/pi*(S_N|x)).",
         "## Findings", "\n".join(findings),
         "## All points", markdown_table(table),
-        "## Configuration", f"```json\n{config_dump}\n```",
+        "## Configuration", f"```json\n{json.dumps(config_dump, indent=2)}\n```",
     ])
     run_id = publish("E2 one-shot saturation", out, runs_dir, {"e2_points": table}, [plot], report,
                      {"config": config_dump})

@@ -10,6 +10,7 @@ coverage) and against pi_ref's rate, and on held-out prompts (generalisation).
 from __future__ import annotations
 
 from dataclasses import dataclass
+import json
 from pathlib import Path
 
 import matplotlib
@@ -196,7 +197,7 @@ def report_target_match(
         "## All schemes", markdown_table(summary.select(columns)),
         "## Convergence (relative change of the mean loss over the last epoch)",
         markdown_table(convergence_table, digits=5),
-        "## Configuration", f"```json\n{config_dump}\n```",
+        "## Configuration", f"```json\n{json.dumps(config_dump, indent=2)}\n```",
     ])
     run_id = publish("E1 target-matched weight", out, runs_dir,
                      {"e1_summary": summary, "e1_per_prompt": pa.concat_tables(per_prompt),
