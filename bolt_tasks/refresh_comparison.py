@@ -20,19 +20,22 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 from bolt_tasks.reporting import markdown_table, publish  # noqa: E402
 
-COLUMNS = ("arm", "round", "samples_per_prompt", "cumulative_samples_per_prompt", "coverage",
+COLUMNS = ("arm", "round", "train_samples_per_prompt", "cumulative_samples_per_prompt", "coverage",
            "mean_ess_fraction", "policy_accuracy", "target_accuracy", "target_error",
            "projection_gap", "kl", "ref_accuracy", "accuracy_gain_se")
 
 
 def comparison_table(one_shot: dict, refreshed: list[dict]) -> pa.Table:
-    rows = [{"arm": "one-shot", "round": 0, "samples_per_prompt": one_shot["rollouts"] // one_shot["train_prompts"],
-             "cumulative_samples_per_prompt": one_shot["rollouts"] // one_shot["train_prompts"]} | one_shot]
+    # Summaries carry `samples_per_prompt` of the held-out evaluation; these are training samples.
+    n = one_shot["rollouts"] // one_shot["train_prompts"]
+    rows = [one_shot | {"arm": "one-shot", "round": 0, "train_samples_per_prompt": n,
+                        "cumulative_samples_per_prompt": n}]
     total = 0
     for summary in refreshed:
         n = summary["rollouts"] // summary["train_prompts"]
         total += n
-        rows.append({"arm": "refresh", "samples_per_prompt": n, "cumulative_samples_per_prompt": total} | summary)
+        rows.append(summary | {"arm": "refresh", "train_samples_per_prompt": n,
+                               "cumulative_samples_per_prompt": total})
     return pa.Table.from_pylist([{c: r[c] for c in COLUMNS} for r in rows])
 
 

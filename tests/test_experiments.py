@@ -90,7 +90,7 @@ def test_e3_compares_refresh_with_one_shot_at_equal_budget(runs_dir):
     config = RefreshExperimentConfig(round=tiny_round("e3t"), rounds=2, total_samples_per_prompt=4)
     result = experiment_refresh(config=config, runs_dir=runs_dir)
     rows = result["rows"]
-    assert [(r["arm"], r["round"], r["samples_per_prompt"]) for r in rows] == [
+    assert [(r["arm"], r["round"], r["train_samples_per_prompt"]) for r in rows] == [
         ("one-shot", 0, 4), ("refresh", 0, 2), ("refresh", 1, 2)]
     assert rows[-1]["cumulative_samples_per_prompt"] == rows[0]["cumulative_samples_per_prompt"]
     assert "e3_refresh_vs_one_shot.png" in artifacts_of(runs_dir, result["mlflow_run_id"])
