@@ -144,7 +144,7 @@ def main() -> None:
     reference_config, task = ReferenceConfig(), TaskConfig()
     reference = embedded_reference_dir(args.runs_dir, reference_config, task).resolve()
     if not (reference / "model.safetensors").exists():
-        train_reference(reference_config, task, reference)
+        train_reference(reference_config, task.seed, task.heldout_prompts, reference)
     reference = str(reference)
     prompts = prompts_table(task.seed, task.train_prompts, task.heldout_prompts)
     train = prompts.filter(pc.equal(prompts["split"], "train"))

@@ -45,9 +45,9 @@ def build_model(vocab_size: int, tokenizer, seed: int) -> LlamaForCausalLM:
     return LlamaForCausalLM(config)
 
 
-def _bootstrap_batches(reference: ReferenceConfig, task: TaskConfig, tokenizer):
+def _bootstrap_batches(reference: ReferenceConfig, split_seed: int, heldout_prompts: int, tokenizer):
     """Endless fixed-length batches `<bos>AB+CD=` + noisy answer + `<eos>` from training pairs."""
-    _, train_pool = arithmetic.split_pairs(task.seed, task.heldout_prompts)
+    _, train_pool = arithmetic.split_pairs(split_seed, heldout_prompts)
     rng = np.random.default_rng(reference.seed)
     while True:
         pairs = rng.choice(train_pool, size=reference.batch_size)
@@ -60,8 +60,11 @@ def _bootstrap_batches(reference: ReferenceConfig, task: TaskConfig, tokenizer):
         yield torch.tensor(ids)
 
 
-def train_reference(reference: ReferenceConfig, task: TaskConfig, out_dir: str | Path) -> float:
-    """Build, train and save the reference policy to out_dir; returns training seconds."""
+def train_reference(
+    reference: ReferenceConfig, split_seed: int, heldout_prompts: int, out_dir: str | Path
+) -> float:
+    """Build, train and save the reference policy to out_dir; returns training seconds. Only
+    the held-out split matters to it: bootstrap data never includes held-out prompts."""
     start = time.perf_counter()
     tokenizer = character_tokenizer()
     model = build_model(len(tokenizer), tokenizer, reference.seed)
@@ -79,7 +82,7 @@ def train_reference(reference: ReferenceConfig, task: TaskConfig, out_dir: str |
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     answer_length = 4  # three digits and EOS carry the loss; the prompt does not
     model.train()
-    batches = _bootstrap_batches(reference, task, tokenizer)
+    batches = _bootstrap_batches(reference, split_seed, heldout_prompts, tokenizer)
     for _ in track(range(reference.steps), reference.steps, "bootstrap reference policy"):
         ids = next(batches)
         logits = model(input_ids=ids[:, :-1]).logits[:, -answer_length:]
@@ -104,8 +107,12 @@ def embedded_reference_dir(runs_dir: str | Path, reference: ReferenceConfig, tas
 
 
 @stage("bootstrap-reference")
-def bootstrap_reference_task(reference: ReferenceConfig, task: TaskConfig, out_dir: str) -> ModelRef:
-    seconds = train_reference(reference, task, out_dir)
+def bootstrap_reference_task(
+    reference: ReferenceConfig, split_seed: int, heldout_prompts: int, out_dir: str
+) -> ModelRef:
+    """Keyed on the recipe and the held-out split only, so rounds with any number of training
+    prompts share one reference."""
+    seconds = train_reference(reference, split_seed, heldout_prompts, out_dir)
     return ModelRef(out_dir, directory_digest(out_dir), round(seconds, 3))
 
 

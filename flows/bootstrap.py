@@ -20,4 +20,6 @@ def bootstrap_reference(
     if reference.model:
         return resolve_model_task(reference.model)
     out_dir = embedded_reference_dir(runs_dir, reference, task)
-    return stored_in(bootstrap_reference_task, out_dir.parent)(reference, task, str(out_dir.resolve()))
+    return stored_in(bootstrap_reference_task, out_dir.parent)(
+        reference, task.seed, task.heldout_prompts, str(out_dir.resolve())
+    )
