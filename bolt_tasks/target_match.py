@@ -90,25 +90,33 @@ def _label(table: pa.Table, labels: dict) -> pa.Table:
 
 
 def shift_plot(summary: pa.Table, out_path: Path) -> Path:
+    """Median log-odds shift of each fit against 1/beta of its own target; beta-free schemes
+    (rft, reward, sft) against every beta. Shifts far above the 1/beta range are written in."""
+    rows = [r for r in summary.to_pylist() if r["fit_beta"] in (None, r["target_beta"])]
+    top = 1.6 * max(1 / r["target_beta"] for r in rows)
     figure, panels = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for panel, split, column, title in (
         (panels[0], "train", "median_shift_vs_stored", "training prompts: vs stored samples"),
         (panels[1], "heldout", "median_shift_vs_ref", "held-out prompts: vs pi_ref"),
     ):
-        rows = summary.filter(pc.equal(summary["split"], split)).to_pylist()
-        grid = sorted({1 / r["target_beta"] for r in rows})
-        panel.plot([0, max(grid) * 1.1], [0, max(grid) * 1.1], color="grey", linestyle=":",
-                   label="1/beta (pi*)")
-        for scheme in dict.fromkeys(r["scheme"] for r in rows):
-            points = sorted((1 / r["target_beta"], r[column]) for r in rows if r["scheme"] == scheme)
-            panel.plot(*zip(*points), "o-", label=scheme)
+        split_rows = [r for r in rows if r["split"] == split]
+        panel.plot([0, top], [0, top], color="grey", linestyle=":", label="1/beta (pi*)")
+        for i, scheme in enumerate(dict.fromkeys(r["scheme"] for r in split_rows)):
+            points = sorted((1 / r["target_beta"], r[column]) for r in split_rows
+                            if r["scheme"] == scheme)
+            x, y = zip(*points)
+            if max(y) > top:
+                panel.annotate(f"{scheme}: {np.median(y):.1f} (off scale)", (0.02, 0.93 - 0.07 * i),
+                               xycoords="axes fraction", fontsize=8, color=f"C{i}")
+                continue
+            panel.plot(x, y, "o-", color=f"C{i}", label=scheme)
+        panel.set_ylim(-0.3, top)
         panel.set_title(title)
         panel.set_xlabel("1/beta")
         panel.grid(alpha=0.3)
     panels[0].set_ylabel("median per-prompt shift in log-odds of success")
-    panels[1].legend(fontsize=8)
-    figure.suptitle("E1: which weighting lands on the Boltzmann target? (rft/reward/sft fits "
-                    "do not depend on beta)", fontsize=10)
+    panels[1].legend(fontsize=8, loc="lower right")
+    figure.suptitle("E1: each scheme fitted to convergence on the same pi_ref rollouts", fontsize=10)
     figure.tight_layout()
     figure.savefig(out_path, dpi=110)
     plt.close(figure)
@@ -117,7 +125,7 @@ def shift_plot(summary: pa.Table, out_path: Path) -> Path:
 
 def error_plot(summary: pa.Table, out_path: Path) -> Path:
     figure, panels = plt.subplots(1, 2, figsize=(11, 4.2))
-    rows = summary.to_pylist()
+    rows = [r for r in summary.to_pylist() if r["fit_beta"] in (None, r["target_beta"])]
     schemes = list(dict.fromkeys(r["scheme"] for r in rows))
     betas = sorted({r["target_beta"] for r in rows})
     width = 0.8 / len(schemes)
