@@ -131,7 +131,7 @@ def command_refresh(args: argparse.Namespace) -> int:
     from flows.refresh import bolt_refresh
 
     round_config = build_config(args)
-    if args.pipeline is None and "pipeline" not in (json.loads(Path(args.config).read_text()) if args.config else {}):
+    if round_config.pipeline == "default":  # refreshed rounds never share bolt run's pipeline
         round_config = round_config.model_copy(update={"pipeline": "refresh"})
     config = RefreshConfig(round=round_config, add_rounds=args.add_rounds, until_round=args.until_round)
     start = time.perf_counter()

@@ -26,9 +26,9 @@ def bolt_refresh(config: RefreshConfig = RefreshConfig(), runs_dir: str = "runs"
     runs_dir = str(Path(runs_dir).resolve())
     base = config.round
     with pipeline_lock(runs_dir, base.pipeline):
-        last = rounds_to_run(completed_rounds(runs_dir, base.pipeline), config.add_rounds,
-                             config.until_round)
-        first_new = len(completed_rounds(runs_dir, base.pipeline))
+        completed = completed_rounds(runs_dir, base.pipeline)
+        last = rounds_to_run(completed, config.add_rounds, config.until_round)
+        first_new = completed[-1] + 1 if completed else 0
         parent = start_parent_run_task(base.pipeline, runs_dir, first_new, last)
         reference = bootstrap_reference(base.reference, base.task, runs_dir)
         sampler, previous_run, summaries = reference, None, []
