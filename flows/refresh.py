@@ -16,7 +16,6 @@ from bolt_tasks.layout import pipeline_lock
 from bolt_tasks.lineage import (
     completed_rounds, finish_parent_run_task, rounds_to_run, start_parent_run_task,
 )
-from flows.bootstrap import bootstrap_reference
 from flows.round import round_stages
 
 
@@ -30,10 +29,10 @@ def bolt_refresh(config: RefreshConfig = RefreshConfig(), runs_dir: str = "runs"
         last = rounds_to_run(completed, config.add_rounds, config.until_round)
         first_new = completed[-1] + 1 if completed else 0
         parent = start_parent_run_task(base.pipeline, runs_dir, first_new, last)
-        reference = bootstrap_reference(base.reference, base.task, runs_dir)
-        sampler, previous_run, summaries = reference, None, []
+        reference = sampler = previous_run = None
+        summaries = []
         for k in range(last + 1):
-            summary, sampler = round_stages(
+            summary, sampler, reference = round_stages(
                 base.model_copy(update={"round": k}), runs_dir, reference, sampler,
                 parent_run_id=parent, previous_run_id=previous_run,
             )

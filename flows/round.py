@@ -31,17 +31,19 @@ def bolt_round(config: RoundConfig = RoundConfig(), runs_dir: str = "runs") -> d
     in SQL, fit the policy by weighted maximum likelihood, evaluate it on held-out prompts."""
     runs_dir = str(Path(runs_dir).resolve())
     with pipeline_lock(runs_dir, config.pipeline):
-        reference = bootstrap_reference(config.reference, config.task, runs_dir)
-        summary, _ = round_stages(config, runs_dir, reference, sampler=reference)
+        summary, _, _ = round_stages(config, runs_dir)
     return summary
 
 
 def round_stages(
-    config: RoundConfig, runs_dir: str, reference: ModelRef, sampler: ModelRef,
-    parent_run_id: str | None = None, previous_run_id: str | None = None,
-) -> tuple[dict, ModelRef]:
-    """The stages of round k: sample from `sampler` (pi_k; pi_ref in round 0), weight, fit a
-    policy starting from the sampler, evaluate it. Returns (summary, fitted policy)."""
+    config: RoundConfig, runs_dir: str, reference: ModelRef | None = None,
+    sampler: ModelRef | None = None, parent_run_id: str | None = None,
+    previous_run_id: str | None = None,
+) -> tuple[dict, ModelRef, ModelRef]:
+    """The stages of round k: sample from `sampler` (pi_k; pi_ref when None), weight, fit a
+    policy starting from the sampler, evaluate it. Without `reference`, pi_ref is bootstrapped
+    after the prompts are read, so a bad prompt file stops the round before anything is built.
+    Returns (summary, fitted policy, reference)."""
     layout = RoundLayout.of(runs_dir, config.pipeline, config.round)
 
     def cached(task):
@@ -50,6 +52,8 @@ def round_stages(
     check_round_task(config, runs_dir)
     prompts = cached(prompts_task)(config.task, layout.table("prompts"))
     claim_round_task(config, runs_dir)
+    reference = reference or bootstrap_reference(config.reference, config.task, runs_dir)
+    sampler = sampler or reference
     rollouts = cached(sample_task)(
         prompts, sampler, reference, config.sampling, config.round, layout.table("rollouts")
     )
@@ -87,4 +91,4 @@ def round_stages(
     run_id = cached(log_round_task)(
         config, summary, str(layout.directory), runs_dir, tracking, parent_run_id, previous_run_id
     )
-    return summary | {"mlflow_run_id": run_id, "tracking_uri": tracking}, policy
+    return summary | {"mlflow_run_id": run_id, "tracking_uri": tracking}, policy, reference
