@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from pathlib import Path
 
 from bolt_tasks.caching import stage
@@ -105,10 +106,14 @@ def _log_datasets(client, run_id: str, round_dir: Path) -> None:
     inputs = []
     for name in ("rollouts", "weights"):
         path = round_dir / f"{name}.parquet"
-        dataset = mlflow.data.from_pandas(
-            pq.read_table(path).to_pandas(), source=str(path.resolve()),
-            name=f"{round_dir.parent.name}/{round_dir.name}/{name}",
-        )
+        with warnings.catch_warnings():
+            # MLflow's hints about integer columns and how it read the path as a source are
+            # for model signatures, not for a logged table; they would fill every run's log.
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = mlflow.data.from_pandas(
+                pq.read_table(path).to_pandas(), source=str(path.resolve()),
+                name=f"{round_dir.parent.name}/{round_dir.name}/{name}",
+            )
         inputs.append(DatasetInput(dataset._to_mlflow_entity(),
                                    [InputTag("mlflow.data.context", "training")]))
     client.log_inputs(run_id, datasets=inputs)
