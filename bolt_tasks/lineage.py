@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from prefect import task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
-from bolt_tasks.tracking import experiment_id, tracking_uri  # noqa: E402
+from bolt_tasks.tracking import experiment_id, mlflow_client  # noqa: E402
 
 
 def completed_rounds(runs_dir: str | Path, pipeline: str) -> list[int]:
@@ -34,10 +34,9 @@ def rounds_to_run(completed: list[int], add_rounds: int, until_round: int | None
 
 @task(name="start-parent-run", cache_policy=NO_CACHE)
 def start_parent_run_task(pipeline: str, runs_dir: str, first_round: int, last_round: int) -> str:
-    import mlflow
     from prefect.runtime import flow_run
 
-    client = mlflow.MlflowClient(tracking_uri(runs_dir))
+    client = mlflow_client(runs_dir)
     run = client.create_run(
         experiment_id(client, f"bolt-{pipeline}", runs_dir),
         run_name=f"{pipeline}/refresh rounds {first_round}-{last_round}",
@@ -72,10 +71,9 @@ def rounds_plot(summaries: list[dict], out_path: Path) -> Path:
 @task(name="finish-parent-run", cache_policy=NO_CACHE)
 def finish_parent_run_task(parent_run_id: str, summaries: list[dict], runs_dir: str) -> str:
     """Metrics by round (step = round) and a PNG of them on the parent run."""
-    import mlflow
     from mlflow.entities import Metric
 
-    client = mlflow.MlflowClient(tracking_uri(runs_dir))
+    client = mlflow_client(runs_dir)
     now = int(time.time() * 1000)
     keys = ("policy_accuracy", "target_accuracy", "kl", "projection_gap", "target_error",
             "coverage", "mean_ess_fraction")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from bolt_tasks.tables import write_table_atomic, write_text_atomic
-from bolt_tasks.tracking import experiment_id, flatten, tracking_uri
+from bolt_tasks.tracking import experiment_id, flatten, mlflow_client
 
 
 def markdown_table(table: pa.Table, digits: int = 3) -> str:
@@ -28,7 +28,6 @@ def publish(
 ) -> str:
     """Write tables (Parquet) and report.md to out_dir, make Prefect artifacts when inside a
     Prefect run, log one MLflow run; returns its id."""
-    import mlflow
     from mlflow.entities import Metric, Param
 
     out_dir = Path(out_dir)
@@ -37,7 +36,7 @@ def publish(
     write_text_atomic(report, out_dir / "report.md")
     _prefect_artifacts(name, tables, report)
 
-    client = mlflow.MlflowClient(tracking_uri(runs_dir))
+    client = mlflow_client(runs_dir)
     run = client.create_run(
         experiment_id(client, experiment, runs_dir), run_name=name,
         tags={"bolt.analysis": name, "bolt.output_dir": str(out_dir.resolve())},

@@ -7,6 +7,7 @@ nothing depends on a thread-local active run.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
 import warnings
@@ -21,6 +22,25 @@ ROUND_FILES = ("config.json", "summary.json", "success_rates.png", "loss.png")
 
 def tracking_uri(runs_dir: str | Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(runs_dir).resolve()}/mlflow.db"
+
+
+def mlflow_client(runs_dir: str | Path):
+    """An MlflowClient whose store exists. Creating a SQLite store is not safe from two
+    processes at once (both run the schema migration: 'table ... already exists'), and served
+    flow runs start together, so the first touch happens under a file lock."""
+    import mlflow
+
+    uri = tracking_uri(runs_dir)
+    client = mlflow.MlflowClient(uri)
+    if uri.startswith("sqlite:"):
+        Path(runs_dir).mkdir(parents=True, exist_ok=True)
+        with open(Path(runs_dir) / ".mlflow-store.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                client.search_experiments(max_results=1)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+    return client
 
 
 def flatten(prefix: str, value) -> dict[str, object]:
@@ -49,12 +69,11 @@ def log_round(
 ) -> str:
     """Log a finished round as one MLflow run (a child of parent_run_id when given), with its
     rollouts and weights as dataset inputs and its policy as a registered model version."""
-    import mlflow  # imported here: it takes seconds, and only this stage needs it
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # MLflow itself is imported lazily: it takes seconds
     from mlflow.entities import Metric, Param
 
     round_dir = Path(round_dir)
-    client = mlflow.MlflowClient(tracking_uri(runs_dir))
+    client = mlflow_client(runs_dir)
     run = client.create_run(
         experiment_id(client, f"bolt-{config.pipeline}", runs_dir),
         run_name=f"{config.pipeline}/round-{config.round}",
