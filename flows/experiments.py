@@ -13,25 +13,20 @@ from prefect import flow
 
 from bolt_tasks.answer_probability import answer_probability_task
 from bolt_tasks.caching import stored_in
-from bolt_tasks.config import EvaluationConfig, WeightingConfig
+from bolt_tasks.config import EvaluationConfig, RefreshConfig, WeightingConfig
 from bolt_tasks.evaluation import evaluate_task, score_samples_task
-from bolt_tasks.config import RefreshConfig
 from bolt_tasks.experiment_config import (
     FrontierExperimentConfig, RefreshExperimentConfig, SaturationConfig, TargetMatchConfig,
 )
 from bolt_tasks.frontier import report_frontier_experiment_task
-from bolt_tasks.layout import RoundLayout, check_round_task, claim_round_task, pipeline_lock
-from bolt_tasks.prompts import prompts_task
-from bolt_tasks.sampling import sample_task
+from bolt_tasks.layout import RoundLayout, pipeline_lock
 from bolt_tasks.refresh_comparison import report_refresh_comparison_task
 from bolt_tasks.saturation import report_saturation_task
 from bolt_tasks.target_match import Fit, fit_grid, report_target_match_task
 from bolt_tasks.training import train_task
-from bolt_tasks.verifiers import score_task
 from bolt_tasks.weights import weights_task
-from flows.bootstrap import bootstrap_reference
 from flows.refresh import bolt_refresh
-from flows.round import bolt_round
+from flows.round import bolt_round, round_rollouts
 
 
 def _output_dir(runs_dir: str, name: str) -> str:
@@ -49,13 +44,7 @@ def experiment_target_match(config: TargetMatchConfig = TargetMatchConfig(), run
         return stored_in(task, directory)
 
     with pipeline_lock(runs_dir, data.pipeline):
-        check_round_task(data, runs_dir)
-        prompts = cached(prompts_task)(data.task, layout.table("prompts"))
-        claim_round_task(data, runs_dir)
-        reference = bootstrap_reference(data.reference, data.task, runs_dir)
-        rollouts = cached(sample_task)(prompts, reference, reference, data.sampling, data.round,
-                                       layout.table("rollouts"))
-        rewards = cached(score_task)(prompts, rollouts, data.task, layout.table("rewards"))
+        prompts, reference, _, rollouts, rewards = round_rollouts(data, runs_dir)
         reference_probs = cached(answer_probability_task)(prompts, reference,
                                                           layout.table("reference_answer_probability"))
         _, reference_samples = cached(evaluate_task)(

@@ -17,7 +17,7 @@ from bolt_tasks.layout import RoundLayout, check_round_task, claim_round_task, p
 from bolt_tasks.prompts import prompts_task
 from bolt_tasks.sampling import sample_task
 from bolt_tasks.summary import summarize_task
-from bolt_tasks.tables import ModelRef
+from bolt_tasks.tables import ModelRef, TableRef
 from bolt_tasks.tracking import log_round_task, tracking_uri
 from bolt_tasks.training import train_task
 from bolt_tasks.verifiers import score_task
@@ -35,15 +35,13 @@ def bolt_round(config: RoundConfig = RoundConfig(), runs_dir: str = "runs") -> d
     return summary
 
 
-def round_stages(
+def round_rollouts(
     config: RoundConfig, runs_dir: str, reference: ModelRef | None = None,
-    sampler: ModelRef | None = None, parent_run_id: str | None = None,
-    previous_run_id: str | None = None,
-) -> tuple[dict, ModelRef, ModelRef]:
-    """The stages of round k: sample from `sampler` (pi_k; pi_ref when None), weight, fit a
-    policy starting from the sampler, evaluate it. Without `reference`, pi_ref is bootstrapped
-    after the prompts are read, so a bad prompt file stops the round before anything is built.
-    Returns (summary, fitted policy, reference)."""
+    sampler: ModelRef | None = None,
+) -> tuple[TableRef, ModelRef, ModelRef, TableRef, TableRef]:
+    """A round's scored rollouts: claim the round directory, read the prompts (before pi_ref is
+    built, so a bad prompt file stops the round first), sample from `sampler` (pi_ref when
+    None), score. Returns (prompts, reference, sampler, rollouts, rewards)."""
     layout = RoundLayout.of(runs_dir, config.pipeline, config.round)
 
     def cached(task):
@@ -58,6 +56,26 @@ def round_stages(
         prompts, sampler, reference, config.sampling, config.round, layout.table("rollouts")
     )
     rewards = cached(score_task)(prompts, rollouts, config.task, layout.table("rewards"))
+    return prompts, reference, sampler, rollouts, rewards
+
+
+def round_stages(
+    config: RoundConfig, runs_dir: str, reference: ModelRef | None = None,
+    sampler: ModelRef | None = None, parent_run_id: str | None = None,
+    previous_run_id: str | None = None,
+) -> tuple[dict, ModelRef, ModelRef]:
+    """The stages of round k: sample from `sampler` (pi_k; pi_ref when None), weight, fit a
+    policy starting from the sampler, evaluate it. Without `reference`, pi_ref is bootstrapped
+    after the prompts are read, so a bad prompt file stops the round before anything is built.
+    Returns (summary, fitted policy, reference)."""
+    layout = RoundLayout.of(runs_dir, config.pipeline, config.round)
+
+    def cached(task):
+        return stored_in(task, layout.directory)
+
+    prompts, reference, sampler, rollouts, rewards = round_rollouts(
+        config, runs_dir, reference, sampler
+    )
     weights, prompt_stats = cached(weights_task)(
         rollouts, rewards, config.weighting, layout.table("weights"), layout.table("prompt_stats")
     )
