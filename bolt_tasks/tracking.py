@@ -31,16 +31,16 @@ def mlflow_client(runs_dir: str | Path):
     import mlflow
 
     uri = tracking_uri(runs_dir)
-    client = mlflow.MlflowClient(uri)
-    if uri.startswith("sqlite:"):
-        Path(runs_dir).mkdir(parents=True, exist_ok=True)
-        with open(Path(runs_dir) / ".mlflow-store.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                client.search_experiments(max_results=1)
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-    return client
+    if not uri.startswith("sqlite:"):
+        return mlflow.MlflowClient(uri)
+    Path(runs_dir).mkdir(parents=True, exist_ok=True)
+    with open(Path(runs_dir) / ".mlflow-store.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            # The constructor already opens the store, and with it runs the migration.
+            return mlflow.MlflowClient(uri)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def flatten(prefix: str, value) -> dict[str, object]:
