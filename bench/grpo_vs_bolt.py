@@ -36,7 +36,7 @@ from bolt_tasks.config import (
 from bolt_tasks.logprobs import score_responses
 from bolt_tasks.modeling import encode_prompts, load_policy
 from bolt_tasks.reference import embedded_reference_dir, train_reference
-from bolt_tasks.sampling import sample_rollouts
+from bolt_tasks.rollouts import sample_rollouts
 from bolt_tasks.training import train_policy
 from bolt_tasks.verifiers import score_rollouts
 from bolt_tasks.weights import compute_weights

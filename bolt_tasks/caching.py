@@ -9,8 +9,8 @@ stage's whole module, not only the thin task wrapper, so editing a stage's logic
 
 from __future__ import annotations
 
+import importlib
 import inspect
-import sys
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -53,25 +53,28 @@ class StageInputs(CachePolicy):
 
 @dataclass
 class StageSource(CachePolicy):
-    """Cache key part: the source of the module defining the task and of the SQL it runs."""
+    """Cache key part: the source of the module defining the task, of the `modules` doing its
+    work elsewhere, and of the SQL it runs."""
 
     sql_files: tuple[str, ...] = ()
+    modules: tuple[str, ...] = ()
 
     def compute_key(self, task_ctx, inputs, flow_parameters, **kwargs: Any) -> str | None:
         if not task_ctx:
             return None
-        module = sys.modules[task_ctx.task.fn.__module__]
-        sources = [inspect.getsource(module)] + [sql_text(name) for name in self.sql_files]
+        modules = [task_ctx.task.fn.__module__, *self.modules]
+        sources = [inspect.getsource(importlib.import_module(name)) for name in modules]
+        sources += [sql_text(name) for name in self.sql_files]
         return hash_objects(*sources, raise_on_failure=True)
 
 
 def stage(
     name: str, sql_files: tuple[str, ...] = (), extra_policy: CachePolicy | None = None,
-    ignore_inputs: tuple[str, ...] = (),
+    ignore_inputs: tuple[str, ...] = (), modules: tuple[str, ...] = (),
 ):
-    """Decorator for a cached BOLT stage task: keyed on inputs (but `ignore_inputs`), module
-    source and its SQL."""
-    policy = StageInputs(ignore=ignore_inputs) + StageSource(sql_files=sql_files)
+    """Decorator for a cached BOLT stage task: keyed on inputs (but `ignore_inputs`), the source
+    of its module and of `modules`, and its SQL."""
+    policy = StageInputs(ignore=ignore_inputs) + StageSource(sql_files=sql_files, modules=modules)
     if extra_policy is not None:
         policy = policy + extra_policy
     return task(name=name, cache_policy=policy, persist_result=True)

@@ -90,6 +90,21 @@ class SamplingConfig(_Frozen):
     max_new_tokens: int = Field(5, ge=1, description="Longest response, in tokens (EOS included).")
     batch_size: int = Field(1024, ge=1, description="Sequences generated per forward batch.")
     seed: int = Field(0, description="Sampling seed: the same seed gives the same rollouts.")
+    backend: Literal["auto", "transformers", "vllm"] = Field(
+        "auto",
+        description="Who samples the rollouts. transformers: BOLT's own float32 decode loop. "
+        "vllm: a vLLM engine in a process of its own (float32; released when sampling ends). "
+        "auto: vllm when vLLM is installed and a GPU is present, else transformers. The two "
+        "backends draw different samples from the same distribution for the same seed.",
+    )
+    gpu_memory_utilization: float = Field(
+        0.85, gt=0, le=1,
+        description="vllm backend on a GPU: share of GPU memory the engine may take.",
+    )
+    tensor_parallel_size: int = Field(
+        1, ge=1, description="vllm backend: GPUs the engine shards the model over (vLLM tensor "
+        "parallelism).",
+    )
 
 
 WEIGHTING_SCHEMES = ("bolt", "boltzmann_global", "rft", "reward", "sft")

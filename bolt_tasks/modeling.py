@@ -41,12 +41,17 @@ def character_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
-def load_policy(model_path: str | Path, device: torch.device | None = None):
-    """(model, tokenizer) in eval mode, float32 so log-probs are exact to 1e-4."""
-    device = device or pick_device()
+def load_tokenizer(model_path: str | Path):
     tokenizer = AutoTokenizer.from_pretrained(str(model_path))
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_policy(model_path: str | Path, device: torch.device | None = None):
+    """(model, tokenizer) in eval mode, float32 so log-probs are exact to 1e-4."""
+    device = device or pick_device()
+    tokenizer = load_tokenizer(model_path)
     model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=torch.float32)
     model.to(device).eval()
     return model, tokenizer

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 T = TypeVar("T")
 
 
-def _logger():
+def run_logger():
     try:
         return get_run_logger()
     except MissingContextError:
@@ -28,7 +28,7 @@ def _logger():
 def track(items: Iterable[T], total: int, description: str) -> Iterator[T]:
     log_every = max(1, total // 10)
     live = sys.stderr.isatty()
-    logger = _logger()
+    logger = run_logger()
     bar = Progress(
         TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         transient=True, disable=not live,

@@ -1,4 +1,4 @@
-"""Reference sampling with transformers: N seeded responses per prompt, with exact log-probs.
+"""Sampling with transformers: seeded responses with exact log-probs (the transformers backend).
 
 A hand-written decode loop over the model's KV cache instead of `generate`, so that the
 sampled token's log-prob comes from the very distribution it was drawn from, in float32, with
@@ -10,36 +10,12 @@ different lengths batch together.
 from __future__ import annotations
 
 import inspect
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 
-from bolt_tasks.caching import stage
-from bolt_tasks.config import SamplingConfig
-from bolt_tasks.logprobs import score_responses
-from bolt_tasks.modeling import encode_prompts, load_policy
 from bolt_tasks.progress import track
-from bolt_tasks.tables import ModelRef, TableRef, write_table_atomic
-
-ROLLOUT_SCHEMA = pa.schema(
-    [
-        ("prompt_id", pa.string()),
-        ("sample_idx", pa.int32()),
-        ("response", pa.string()),
-        ("response_token_ids", pa.list_(pa.int32())),
-        ("sampler_logprob", pa.float64()),
-        ("reference_logprob", pa.float64()),
-        ("num_tokens", pa.int32()),
-        ("finish_reason", pa.string()),
-        ("sampler_model", pa.string()),
-        ("round", pa.int32()),
-    ]
-)
 
 
 @dataclass
@@ -138,61 +114,3 @@ def generate(
 
 def decode_responses(tokenizer, token_ids: list[list[int]]) -> list[str]:
     return tokenizer.batch_decode(token_ids, skip_special_tokens=True)
-
-
-def sample_rollouts(
-    prompts: pa.Table,
-    sampler_model: str,
-    reference_model: str,
-    sampling: SamplingConfig,
-    round_index: int,
-    out_path: str | Path,
-) -> TableRef:
-    """Sample N responses for every training prompt; write rollouts.parquet.
-
-    reference_logprob is log pi_ref(y|x) at temperature 1. When the sampler is pi_ref itself at
-    temperature 1 it equals the sampler log-prob and is copied; otherwise pi_ref scores the
-    responses in a separate forward pass.
-    """
-    start = time.perf_counter()
-    train = prompts.filter(pc.equal(prompts["split"], "train"))
-    model, tokenizer = load_policy(sampler_model)
-    n = sampling.samples_per_prompt
-    prompt_ids = encode_prompts(tokenizer, train["prompt"].to_pylist())
-    repeated = [ids for ids in prompt_ids for _ in range(n)]
-    result = generate(
-        model, tokenizer, repeated, sampling.temperature, sampling.max_new_tokens,
-        sampling.batch_size, sampling.seed, description=f"sample {len(repeated)} rollouts",
-    )
-    if sampler_model == reference_model and sampling.temperature == 1.0:
-        reference_logprobs = result.logprobs
-    else:
-        reference, _ = load_policy(reference_model)
-        reference_logprobs = score_responses(
-            reference, repeated, result.token_ids, tokenizer.pad_token_id,
-            description="score rollouts under pi_ref",
-        )
-    table = pa.table(
-        {
-            "prompt_id": [pid for pid in train["prompt_id"].to_pylist() for _ in range(n)],
-            "sample_idx": list(range(n)) * train.num_rows,
-            "response": decode_responses(tokenizer, result.token_ids),
-            "response_token_ids": result.token_ids,
-            "sampler_logprob": result.logprobs,
-            "reference_logprob": reference_logprobs,
-            "num_tokens": [len(t) for t in result.token_ids],
-            "finish_reason": result.finish_reasons,
-            "sampler_model": [str(sampler_model)] * len(repeated),
-            "round": [round_index] * len(repeated),
-        },
-        schema=ROLLOUT_SCHEMA,
-    )
-    return write_table_atomic(table, out_path, time.perf_counter() - start)
-
-
-@stage("sample-rollouts")
-def sample_task(
-    prompts: TableRef, sampler: ModelRef, reference: ModelRef, sampling: SamplingConfig,
-    round_index: int, out_path: str,
-) -> TableRef:
-    return sample_rollouts(prompts.read(), sampler.path, reference.path, sampling, round_index, out_path)

@@ -15,7 +15,8 @@ from bolt_tasks.config import RoundConfig
 from bolt_tasks.evaluation import combine_task, evaluate_task, score_samples_task
 from bolt_tasks.layout import RoundLayout, check_round_task, claim_round_task, pipeline_lock
 from bolt_tasks.prompts import prompts_task
-from bolt_tasks.sampling import sample_task
+from bolt_tasks.rollouts import sample_task
+from bolt_tasks.samplers import with_resolved_backend
 from bolt_tasks.summary import summarize_task
 from bolt_tasks.tables import ModelRef, TableRef
 from bolt_tasks.tracking import log_round_task, tracking_uri
@@ -42,6 +43,7 @@ def round_rollouts(
     """A round's scored rollouts: claim the round directory, read the prompts (before pi_ref is
     built, so a bad prompt file stops the round first), sample from `sampler` (pi_ref when
     None), score. Returns (prompts, reference, sampler, rollouts, rewards)."""
+    config = with_resolved_backend(config)
     layout = RoundLayout.of(runs_dir, config.pipeline, config.round)
 
     def cached(task):
@@ -68,6 +70,7 @@ def round_stages(
     policy starting from the sampler, evaluate it. Without `reference`, pi_ref is bootstrapped
     after the prompts are read, so a bad prompt file stops the round before anything is built.
     Returns (summary, fitted policy, reference)."""
+    config = with_resolved_backend(config)
     layout = RoundLayout.of(runs_dir, config.pipeline, config.round)
 
     def cached(task):

