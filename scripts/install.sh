@@ -44,7 +44,9 @@ if $with_vllm; then
     # there as a subprocess (bolt_tasks/vllm_worker.py needs only numpy and vLLM).
     [[ -x .venv-vllm/bin/python ]] || python3 -m venv .venv-vllm
     vpip=(.venv-vllm/bin/python -m pip --disable-pip-version-check)
-    if ! .venv-vllm/bin/python -c "import vllm" 2>/dev/null; then
+    # `from vllm import LLM`, not `import vllm`: only the former imports transformers and
+    # would catch a torchvision left from an interrupted install.
+    if ! .venv-vllm/bin/python -c "from vllm import LLM" >/dev/null 2>&1; then
         if nvidia-smi -L >/dev/null 2>&1; then
             echo "installing vllm $VLLM_VERSION into .venv-vllm (CUDA build)"
             "${vpip[@]}" install -q "vllm==$VLLM_VERSION"
