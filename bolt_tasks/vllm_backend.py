@@ -104,11 +104,11 @@ def run_job(
         tail: deque[str] = deque(maxlen=40)
         log = open(log_path, "w") if log_path else None
         started = time.perf_counter()
+        process = subprocess.Popen(
+            [python, vllm_worker.__file__, str(job_dir)], stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, env=worker_environment(on_gpu),
+        )
         try:
-            process = subprocess.Popen(
-                [python, vllm_worker.__file__, str(job_dir)], stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, text=True, env=worker_environment(on_gpu),
-            )
             next_report = 0.0
             for line in process.stdout:
                 if log:
@@ -121,6 +121,10 @@ def run_job(
                 else:
                     tail.append(line.rstrip())
             code = process.wait()
+        except BaseException:  # interrupted or cancelled: the engine must not outlive the job
+            process.kill()
+            process.wait()
+            raise
         finally:
             if log:
                 log.close()
