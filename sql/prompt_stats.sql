@@ -21,15 +21,19 @@ partition_function AS (
         prompt_id,
         count(*) AS n,
         avg(reward) AS mean_reward,
-        any_value(max_log_tilt) + ln(sum(exp(log_tilt - max_log_tilt))) - ln(count(*)) AS log_z,
+        any_value(max_log_tilt)
+            + ln(list_sum(list(exp(log_tilt - max_log_tilt) ORDER BY sample_idx)))
+            - ln(count(*)) AS log_z,
         max(reward) >= (SELECT value FROM threshold) AS covered
     FROM with_maxima
     GROUP BY prompt_id
 ),
 distinct_responses AS (
+    -- A response sampled twice was scored twice, at different batch positions, so its
+    -- log-probs may differ in the last bits: min() picks one the same way every run.
     SELECT
         prompt_id,
-        any_value(reference_logprob) + any_value(reward) / $beta AS log_unnormalised_target
+        min(reference_logprob) + min(reward) / $beta AS log_unnormalised_target
     FROM tilted
     GROUP BY prompt_id, response_token_ids
 ),
@@ -40,11 +44,14 @@ distinct_with_maxima AS (
     FROM distinct_responses
 ),
 support AS (
+    -- Every sum in this file runs in a fixed order (here ascending terms): rows leave a
+    -- GROUP BY or window in an order that varies between runs, and so would the last bit.
     SELECT
         prompt_id,
         count(*) AS distinct_responses,
         any_value(max_log_unnormalised_target)
-            + ln(sum(exp(log_unnormalised_target - max_log_unnormalised_target)))
+            + ln(list_sum(list(exp(log_unnormalised_target - max_log_unnormalised_target)
+                               ORDER BY log_unnormalised_target)))
             AS log_unnormalised_mass
     FROM distinct_with_maxima
     GROUP BY prompt_id
@@ -58,10 +65,12 @@ weighted AS (
     SELECT
         prompt_id,
         any_value(max_log_weight) AS max_log_weight,
-        sum(exp(log_weight - max_log_weight)) AS scaled_sum,
-        sum(exp(2 * (log_weight - max_log_weight))) AS scaled_square_sum,
-        sum(CASE WHEN reward >= (SELECT value FROM threshold)
-                 THEN exp(log_weight - max_log_weight) ELSE 0 END) AS scaled_success_sum
+        list_sum(list(exp(log_weight - max_log_weight) ORDER BY sample_idx)) AS scaled_sum,
+        list_sum(list(exp(2 * (log_weight - max_log_weight)) ORDER BY sample_idx))
+            AS scaled_square_sum,
+        list_sum(list(CASE WHEN reward >= (SELECT value FROM threshold)
+                           THEN exp(log_weight - max_log_weight) ELSE 0 END ORDER BY sample_idx))
+            AS scaled_success_sum
     FROM weight_maxima
     GROUP BY prompt_id
 )

@@ -17,12 +17,18 @@ WITH maxima AS (
 normalised AS (
     SELECT
         *,
+        -- The sums run over rows in a fixed order (whole-partition frames ordered by sample):
+        -- rows arrive in an order that can vary between runs, and so would the last bit.
         CASE normalisation
             WHEN 'prompt' THEN scheme_log_weight - prompt_max
-                - ln(sum(exp(scheme_log_weight - prompt_max)) OVER (PARTITION BY prompt_id))
+                - ln(sum(exp(scheme_log_weight - prompt_max)) OVER (
+                    PARTITION BY prompt_id ORDER BY sample_idx
+                    ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING))
                 + ln(n)
             WHEN 'global' THEN scheme_log_weight - global_max
-                - ln(sum(exp(scheme_log_weight - global_max)) OVER ())
+                - ln(sum(exp(scheme_log_weight - global_max)) OVER (
+                    ORDER BY prompt_id, sample_idx
+                    ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING))
                 + ln(n_total)
             ELSE scheme_log_weight
         END AS log_weight
