@@ -114,8 +114,11 @@ def finished_states(output: str, task: str) -> list[str]:
         ("sampling",
          lambda d: (d / "config.json").exists(),
          "rollouts.parquet", {"sample-rollouts": 2}),
+        # Weights done means its cache record too, written ~3 ms after prompt_stats.parquet:
+        # the round directory's 4th record (prompts, sample, score, weights).
         ("training",
-         lambda d: (d / "prompt_stats.parquet").exists(),
+         lambda d: (d / "prompt_stats.parquet").exists()
+         and len(list((d / ".prefect-cache").glob("*"))) >= 4,
          "policy", {"sample-rollouts": 3, "score-rollouts": 3, "weights": 3}),
     ],
 )
