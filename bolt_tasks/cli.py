@@ -47,6 +47,16 @@ def _parse_value(text: str):
         return text
 
 
+def _apply_assignments(data: dict, assignments: list[str] | None, example: str) -> dict:
+    """--set KEY=VALUE options into a nested dict; VALUE is JSON when it parses as JSON."""
+    for assignment in assignments or []:
+        key, separator, value = assignment.partition("=")
+        if not separator:
+            raise BoltInputError(f"--set {assignment!r}: expected KEY=VALUE{example}")
+        _set(data, key, _parse_value(value))
+    return data
+
+
 def build_config(args: argparse.Namespace) -> RoundConfig:
     data: dict = {}
     if args.config:
@@ -57,11 +67,7 @@ def build_config(args: argparse.Namespace) -> RoundConfig:
     for name, dotted in SHORTCUTS.items():
         if getattr(args, name) is not None:
             _set(data, dotted, getattr(args, name))
-    for assignment in args.set or []:
-        key, separator, value = assignment.partition("=")
-        if not separator:
-            raise BoltInputError(f"--set {assignment!r}: expected KEY=VALUE, e.g. weighting.beta=0.25")
-        _set(data, key, _parse_value(value))
+    _apply_assignments(data, args.set, ", e.g. weighting.beta=0.25")
     return validate_round_config(data)
 
 
@@ -226,12 +232,7 @@ def command_experiment(args: argparse.Namespace) -> int:
     from bolt_tasks import experiment_config
 
     flow_name, config_name, _ = EXPERIMENTS[args.name]
-    data: dict = {}
-    for assignment in args.set or []:
-        key, separator, value = assignment.partition("=")
-        if not separator:
-            raise BoltInputError(f"--set {assignment!r}: expected KEY=VALUE")
-        _set(data, key, _parse_value(value))
+    data = _apply_assignments({}, args.set, "")
     model = getattr(experiment_config, config_name)
     defaults = model().model_dump(mode="json")
     try:
