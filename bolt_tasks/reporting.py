@@ -9,7 +9,9 @@ from pathlib import Path
 import pyarrow as pa
 
 from bolt_tasks.tables import write_table_atomic, write_text_atomic
-from bolt_tasks.tracking import experiment_id, flatten, mlflow_client
+from bolt_tasks.tracking import (
+    experiment_id, log_params_and_metrics, mlflow_client, numeric_metrics,
+)
 
 
 def markdown_table(table: pa.Table, digits: int = 3) -> str:
@@ -28,8 +30,6 @@ def publish(
 ) -> str:
     """Write tables (Parquet) and report.md to out_dir, make Prefect artifacts when inside a
     Prefect run, log one MLflow run; returns its id."""
-    from mlflow.entities import Metric, Param
-
     out_dir = Path(out_dir)
     for table_name, table in tables.items():
         write_table_atomic(table, out_dir / f"{table_name}.parquet")
@@ -42,15 +42,11 @@ def publish(
         tags={"bolt.analysis": name, "bolt.output_dir": str(out_dir.resolve())},
     )
     run_id = run.info.run_id
-    client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in flatten("", params).items()])
     now = int(time.time() * 1000)
-    metrics = []
-    for table_name, table in tables.items():
-        for step, row in enumerate(table.to_pylist()):
-            metrics += [Metric(f"{table_name}.{k}", float(v), now, step) for k, v in row.items()
-                        if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    for first in range(0, len(metrics), 1000):
-        client.log_batch(run_id, metrics=metrics[first : first + 1000])
+    metrics = [metric for table_name, table in tables.items()
+               for step, row in enumerate(table.to_pylist())
+               for metric in numeric_metrics(row, now, step, f"{table_name}.")]
+    log_params_and_metrics(client, run_id, params, metrics)
     for path in [*(out_dir / f"{t}.parquet" for t in tables), out_dir / "report.md", *plots]:
         client.log_artifact(run_id, str(path))
     client.set_terminated(run_id)
@@ -66,10 +62,15 @@ def _prefect_artifacts(name: str, tables: dict[str, pa.Table], report: str) -> N
         get_run_context()
     except MissingContextError:
         return
-    key = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+    key = _artifact_key(name)
     create_markdown_artifact(report, key=f"{key}-report", description=f"{name} report")
     for table_name, table in tables.items():
         if table.num_rows > 500:  # per-prompt tables stay Parquet files: the API refuses MBs
             continue
-        table_key = "".join(c if c.isalnum() else "-" for c in f"{key}-{table_name}".lower())
-        create_table_artifact(table.to_pylist(), key=table_key, description=f"{name}: {table_name}")
+        create_table_artifact(table.to_pylist(), key=_artifact_key(f"{key}-{table_name}"),
+                              description=f"{name}: {table_name}")
+
+
+def _artifact_key(text: str) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")

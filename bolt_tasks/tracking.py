@@ -52,6 +52,26 @@ def flatten(prefix: str, value) -> dict[str, object]:
     return {prefix: value}
 
 
+def numeric_metrics(values: dict, timestamp: int, step: int, prefix: str = "") -> list:
+    """The numbers among `values` as MLflow metrics (booleans and text are not metrics)."""
+    from mlflow.entities import Metric
+
+    return [Metric(f"{prefix}{k}", float(v), timestamp, step) for k, v in values.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)]
+
+
+def log_params_and_metrics(client, run_id: str, params: dict, metrics: list) -> None:
+    """`params` flattened to dotted names (values cut to MLflow's 6000 characters) and
+    `metrics`, in batches within MLflow's limits of 100 params and 1000 metrics per call."""
+    from mlflow.entities import Param
+
+    flat = [Param(k, str(v)[:6000]) for k, v in flatten("", params).items()]
+    for first in range(0, len(flat), 100):
+        client.log_batch(run_id, params=flat[first : first + 100])
+    for first in range(0, len(metrics), 1000):
+        client.log_batch(run_id, metrics=metrics[first : first + 1000])
+
+
 def experiment_id(client, name: str, runs_dir: str | Path) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
@@ -70,7 +90,7 @@ def log_round(
     """Log a finished round as one MLflow run (a child of parent_run_id when given), with its
     rollouts and weights as dataset inputs and its policy as a registered model version."""
     import pyarrow.parquet as pq  # MLflow itself is imported lazily: it takes seconds
-    from mlflow.entities import Metric, Param
+    from mlflow.entities import Metric
 
     round_dir = Path(round_dir)
     client = mlflow_client(runs_dir)
@@ -89,22 +109,14 @@ def log_round(
     )
     run_id = run.info.run_id
     now = int(time.time() * 1000)
-    params = [Param(k, str(v)) for k, v in flatten("", config.model_dump(mode="json")).items()]
-    metrics = [
-        Metric(k, float(v), now, 0)
-        for k, v in flatten("", summary).items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool)
-    ]
+    metrics = numeric_metrics(flatten("", summary), now, 0)
     train_log = pq.read_table(round_dir / "train_log.parquet").to_pylist()
     for row in train_log:
         metrics += [
             Metric(f"train.{name}", float(row[name]), now, int(row["step"]))
             for name in ("loss", "grad_norm", "learning_rate")
         ]
-    for first in range(0, len(params), 100):
-        client.log_batch(run_id, params=params[first : first + 100])
-    for first in range(0, len(metrics), 1000):
-        client.log_batch(run_id, metrics=metrics[first : first + 1000])
+    log_params_and_metrics(client, run_id, config.model_dump(mode="json"), metrics)
     for name in ROUND_TABLES:
         client.log_artifact(run_id, str(round_dir / f"{name}.parquet"), "tables")
     for name in ROUND_FILES:
