@@ -31,9 +31,12 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from bolt_tasks.arithmetic import prompts_table
 from bolt_tasks.config import ReferenceConfig, SamplingConfig, TaskConfig
-from bolt_tasks.modeling import character_tokenizer, encode_prompts, load_tokenizer, pick_device
+from bolt_tasks.modeling import (
+    character_tokenizer, encode_prompts, load_policy, load_tokenizer, pick_device,
+)
 from bolt_tasks.reference import embedded_reference_dir, train_reference
 from bolt_tasks.samplers import TransformersSampler, VllmSampler
+from bolt_tasks.sampling import generate
 from bolt_tasks.vllm_backend import worker_environment
 
 
@@ -63,10 +66,7 @@ def measure_transformers(model_dir: Path, prompt_ids, sampling: SamplingConfig) 
     start = time.perf_counter()
     result = TransformersSampler().sample(str(model_dir), prompt_ids, sampling)
     total = time.perf_counter() - start
-    # Sampling alone: the same call again, with the model already loaded and warm.
-    from bolt_tasks.modeling import load_policy
-    from bolt_tasks.sampling import generate
-
+    # Sampling alone: the same generation again, with the model already loaded and warm.
     model, tokenizer = load_policy(model_dir)
     repeated = [ids for ids in prompt_ids for _ in range(sampling.samples_per_prompt)]
     start = time.perf_counter()

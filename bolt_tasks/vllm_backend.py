@@ -18,6 +18,7 @@ from collections import deque
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from bolt_tasks import vllm_worker
 from bolt_tasks.progress import run_logger
@@ -68,13 +69,6 @@ def worker_environment(on_gpu: bool) -> dict[str, str]:
     return env
 
 
-def _on_gpu() -> bool:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()  # this process's cached blocks would shrink vLLM's KV cache
-        return True
-    return False
 
 
 def run_job(
@@ -85,7 +79,9 @@ def run_job(
     """Run one worker job to completion; relay its progress; raise with its last output if it
     fails. The worker's full output goes to `log_path` when given."""
     python = require_vllm_python()
-    on_gpu = _on_gpu()
+    on_gpu = torch.cuda.is_available()
+    if on_gpu:
+        torch.cuda.empty_cache()  # this process's cached blocks would shrink vLLM's KV cache
     lengths = [len(p) + (len(r) if responses is not None else 0)
                for p, r in zip(prompts, responses if responses is not None else prompts)]
     job = {
