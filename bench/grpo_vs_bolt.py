@@ -29,17 +29,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from bolt_tasks.arithmetic import prompts_table
-from bolt_tasks.config import (
+from bolt_tasks.stages.arithmetic import prompts_table
+from bolt_tasks.core.config import (
     ReferenceConfig, SamplingConfig, TaskConfig, TrainingConfig, WeightingConfig,
 )
-from bolt_tasks.logprobs import score_responses
-from bolt_tasks.modeling import encode_prompts, load_policy
-from bolt_tasks.reference import embedded_reference_dir, train_reference
-from bolt_tasks.rollouts import sample_rollouts
-from bolt_tasks.training import train_policy
-from bolt_tasks.verifiers import score_rollouts
-from bolt_tasks.weights import compute_weights
+from bolt_tasks.policy.logprobs import score_responses
+from bolt_tasks.policy.modeling import encode_prompts, load_policy
+from bolt_tasks.stages.reference import embedded_reference_dir, train_reference
+from bolt_tasks.sampling.rollouts import sample_rollouts
+from bolt_tasks.policy.training import train_policy
+from bolt_tasks.stages.verifiers import score_rollouts
+from bolt_tasks.stages.weights import compute_weights
 
 
 class HeldOutAccuracy:

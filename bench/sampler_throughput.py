@@ -29,15 +29,15 @@ import pyarrow.compute as pc
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from bolt_tasks.arithmetic import prompts_table
-from bolt_tasks.config import ReferenceConfig, SamplingConfig, TaskConfig
-from bolt_tasks.modeling import (
+from bolt_tasks.stages.arithmetic import prompts_table
+from bolt_tasks.core.config import ReferenceConfig, SamplingConfig, TaskConfig
+from bolt_tasks.policy.modeling import (
     character_tokenizer, encode_prompts, load_policy, load_tokenizer, pick_device,
 )
-from bolt_tasks.reference import embedded_reference_dir, train_reference
-from bolt_tasks.samplers import TransformersSampler, VllmSampler
-from bolt_tasks.sampling import generate
-from bolt_tasks.vllm_backend import worker_environment
+from bolt_tasks.stages.reference import embedded_reference_dir, train_reference
+from bolt_tasks.sampling.backends import TransformersSampler, VllmSampler
+from bolt_tasks.sampling.decode import generate
+from bolt_tasks.sampling.vllm_backend import worker_environment
 
 
 def wide_model(out_dir: Path) -> Path:

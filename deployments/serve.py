@@ -16,7 +16,7 @@ from pathlib import Path
 from prefect import serve
 from prefect.schedules import Cron, Interval
 
-from bolt_tasks.config import RefreshConfig, RoundConfig
+from bolt_tasks.core.config import RefreshConfig, RoundConfig
 from flows.experiments import (
     experiment_frontier, experiment_refresh, experiment_saturation, experiment_target_match,
 )

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from prefect import flow
 
-from bolt_tasks.caching import stored_in
-from bolt_tasks.config import ReferenceConfig, TaskConfig
-from bolt_tasks.reference import bootstrap_reference_task, embedded_reference_dir, resolve_model_task
-from bolt_tasks.tables import ModelRef
+from bolt_tasks.core.caching import stored_in
+from bolt_tasks.core.config import ReferenceConfig, TaskConfig
+from bolt_tasks.stages.reference import bootstrap_reference_task, embedded_reference_dir, resolve_model_task
+from bolt_tasks.core.storage import ModelRef
 
 
 @flow(name="bolt-bootstrap")

@@ -11,20 +11,20 @@ from pathlib import Path
 
 from prefect import flow
 
-from bolt_tasks.answer_probability import answer_probability_task
-from bolt_tasks.caching import stored_in
-from bolt_tasks.config import EvaluationConfig, RefreshConfig, WeightingConfig
-from bolt_tasks.evaluation import evaluate_task, score_samples_task
-from bolt_tasks.experiment_config import (
+from bolt_tasks.analyses.answer_probability import answer_probability_task
+from bolt_tasks.core.caching import stored_in
+from bolt_tasks.core.config import EvaluationConfig, RefreshConfig, WeightingConfig
+from bolt_tasks.stages.evaluation import evaluate_task, score_samples_task
+from bolt_tasks.analyses.experiment_config import (
     FrontierExperimentConfig, RefreshExperimentConfig, SaturationConfig, TargetMatchConfig,
 )
-from bolt_tasks.frontier import report_frontier_experiment_task
-from bolt_tasks.layout import RoundLayout, pipeline_lock
-from bolt_tasks.refresh_comparison import report_refresh_comparison_task
-from bolt_tasks.saturation import report_saturation_task
-from bolt_tasks.target_match import Fit, fit_grid, report_target_match_task
-from bolt_tasks.training import train_task
-from bolt_tasks.weights import weights_task
+from bolt_tasks.analyses.frontier import report_frontier_experiment_task
+from bolt_tasks.stages.round_directory import RoundLayout, pipeline_lock
+from bolt_tasks.analyses.refresh_comparison import report_refresh_comparison_task
+from bolt_tasks.analyses.saturation import report_saturation_task
+from bolt_tasks.analyses.target_match import Fit, fit_grid, report_target_match_task
+from bolt_tasks.policy.training import train_task
+from bolt_tasks.stages.weights import weights_task
 from flows.refresh import bolt_refresh
 from flows.round import bolt_round, round_rollouts
 

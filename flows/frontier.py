@@ -6,7 +6,7 @@ from pathlib import Path
 
 from prefect import flow
 
-from bolt_tasks.frontier import DEFAULT_BETAS, frontier_task
+from bolt_tasks.analyses.frontier import DEFAULT_BETAS, frontier_task
 
 
 @flow(name="bolt-frontier")

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from prefect import flow
 
-from bolt_tasks.config import RefreshConfig
-from bolt_tasks.layout import pipeline_lock
-from bolt_tasks.lineage import (
+from bolt_tasks.core.config import RefreshConfig
+from bolt_tasks.stages.round_directory import pipeline_lock
+from bolt_tasks.stages.lineage import (
     completed_rounds, finish_parent_run_task, rounds_to_run, start_parent_run_task,
 )
 from flows.round import round_stages

@@ -10,19 +10,19 @@ from pathlib import Path
 
 from prefect import flow
 
-from bolt_tasks.caching import stored_in
-from bolt_tasks.config import RoundConfig
-from bolt_tasks.evaluation import combine_task, evaluate_task, score_samples_task
-from bolt_tasks.layout import RoundLayout, check_round_task, claim_round_task, pipeline_lock
-from bolt_tasks.prompts import prompts_task
-from bolt_tasks.rollouts import sample_task
-from bolt_tasks.samplers import with_resolved_backend
-from bolt_tasks.summary import summarize_task
-from bolt_tasks.tables import ModelRef, TableRef
-from bolt_tasks.tracking import log_round_task, tracking_uri
-from bolt_tasks.training import train_task
-from bolt_tasks.verifiers import score_task
-from bolt_tasks.weights import weights_task
+from bolt_tasks.core.caching import stored_in
+from bolt_tasks.core.config import RoundConfig
+from bolt_tasks.stages.evaluation import combine_task, evaluate_task, score_samples_task
+from bolt_tasks.stages.round_directory import RoundLayout, check_round_task, claim_round_task, pipeline_lock
+from bolt_tasks.stages.prompts import prompts_task
+from bolt_tasks.sampling.rollouts import sample_task
+from bolt_tasks.sampling.backends import with_resolved_backend
+from bolt_tasks.stages.summary import summarize_task
+from bolt_tasks.core.storage import ModelRef, TableRef
+from bolt_tasks.core.tracking import log_round_task, tracking_uri
+from bolt_tasks.policy.training import train_task
+from bolt_tasks.stages.verifiers import score_task
+from bolt_tasks.stages.weights import weights_task
 from flows.bootstrap import bootstrap_reference
 
 

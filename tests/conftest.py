@@ -1,14 +1,14 @@
 import os
 
-from bolt_tasks.runtime import configure_environment
+from bolt_tasks.core.runtime import configure_environment
 
 configure_environment()
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from bolt_tasks.modeling import character_tokenizer, load_policy  # noqa: E402
-from bolt_tasks.reference import build_model  # noqa: E402
+from bolt_tasks.policy.modeling import character_tokenizer, load_policy  # noqa: E402
+from bolt_tasks.stages.reference import build_model  # noqa: E402
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 

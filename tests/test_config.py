@@ -4,9 +4,9 @@ import math
 
 import pytest
 
-from bolt_tasks.cli import main
-from bolt_tasks.config import validate_round_config
-from bolt_tasks.errors import BoltInputError
+from bolt_cli.main import main
+from bolt_tasks.core.config import validate_round_config
+from bolt_tasks.core.errors import BoltInputError
 
 
 @pytest.mark.parametrize("beta", [0.0, -1.0, math.nan, math.inf])

@@ -15,7 +15,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from bolt_tasks.tracking import tracking_uri
+from bolt_tasks.core.tracking import tracking_uri
 
 TINY = ["--set", "reference.steps=60", "--set", "reference.batch_size=32",
         "--train-prompts", "24", "--set", "task.heldout_prompts=16",
@@ -70,10 +70,10 @@ def served(tmp_path_factory):
     try:
         wait_for(lambda: healthy(api), 180, "the Prefect server")
         # The reference is built once up front so the served runs share it.
-        subprocess.run([sys.executable, "-m", "bolt_tasks.cli", "bootstrap", "--runs-dir", str(runs),
+        subprocess.run([sys.executable, "-m", "bolt_cli", "bootstrap", "--runs-dir", str(runs),
                         *TINY], env=env, check=True, capture_output=True, timeout=300)
         serving = subprocess.Popen(
-            [sys.executable, "-m", "bolt_tasks.cli", "serve", "--runs-dir", str(runs),
+            [sys.executable, "-m", "bolt_cli", "serve", "--runs-dir", str(runs),
              "--pipeline", "served", *TINY, "--refresh-interval", "20", "--refresh-active"],
             env=env, stdout=logs["serve"], stderr=subprocess.STDOUT, start_new_session=True)
         wait_for(lambda: "bolt-round" in subprocess.run(

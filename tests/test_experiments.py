@@ -6,11 +6,11 @@ import mlflow
 import pyarrow.parquet as pq
 import pytest
 
-from bolt_tasks.config import validate_round_config
-from bolt_tasks.experiment_config import (
+from bolt_tasks.core.config import validate_round_config
+from bolt_tasks.analyses.experiment_config import (
     FrontierExperimentConfig, SaturationConfig, TargetMatchConfig,
 )
-from bolt_tasks.tracking import tracking_uri
+from bolt_tasks.core.tracking import tracking_uri
 
 TINY_ROUND = {
     "task": {"train_prompts": 16, "heldout_prompts": 16},
@@ -85,7 +85,7 @@ def test_e5_puts_fitted_policies_on_the_frontier(runs_dir):
 def test_e3_compares_refresh_with_one_shot_at_equal_budget(runs_dir):
     from flows.experiments import experiment_refresh
 
-    from bolt_tasks.experiment_config import RefreshExperimentConfig
+    from bolt_tasks.analyses.experiment_config import RefreshExperimentConfig
 
     config = RefreshExperimentConfig(round=tiny_round("e3t"), rounds=2, total_samples_per_prompt=4)
     result = experiment_refresh(config=config, runs_dir=runs_dir)

@@ -4,9 +4,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from bolt_tasks.config import WeightingConfig
-from bolt_tasks.frontier import frontier_plot, frontier_table
-from bolt_tasks.weights import compute_weights
+from bolt_tasks.core.config import WeightingConfig
+from bolt_tasks.analyses.frontier import frontier_plot, frontier_table
+from bolt_tasks.stages.weights import compute_weights
 
 
 def tables(seed=0, prompts=20, n=8):

@@ -6,10 +6,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from bolt_tasks import arithmetic
-from bolt_tasks.config import TaskConfig
-from bolt_tasks.errors import BoltInputError
-from bolt_tasks.prompts import build_prompts, write_prompts
+from bolt_tasks.stages import arithmetic
+from bolt_tasks.core.config import TaskConfig
+from bolt_tasks.core.errors import BoltInputError
+from bolt_tasks.stages.prompts import build_prompts, write_prompts
 
 
 def test_builtin_split_is_seeded_disjoint_and_mixed():

@@ -11,9 +11,9 @@ import mlflow
 import pyarrow.parquet as pq
 import pytest
 
-from bolt_tasks.errors import BoltInputError
-from bolt_tasks.layout import pipeline_lock
-from bolt_tasks.tracking import tracking_uri
+from bolt_tasks.core.errors import BoltInputError
+from bolt_tasks.stages.round_directory import pipeline_lock
+from bolt_tasks.core.tracking import tracking_uri
 
 TINY = ["--set", "reference.steps=60", "--set", "reference.batch_size=32",
         "--train-prompts", "24", "--set", "task.heldout_prompts=16",
@@ -26,7 +26,7 @@ TABLES = ("prompts", "rollouts", "rewards", "weights", "prompt_stats", "train_lo
 
 
 def bolt(*args, log=None, **popen):
-    command = [sys.executable, "-m", "bolt_tasks.cli", *args]
+    command = [sys.executable, "-m", "bolt_cli", *args]
     if log is None:
         return subprocess.run(command, capture_output=True, text=True, timeout=600)
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, **popen)
@@ -34,7 +34,7 @@ def bolt(*args, log=None, **popen):
 
 @pytest.mark.slow
 def test_refresh_lineage_and_continuation(tmp_path):
-    from bolt_tasks.cli import main
+    from bolt_cli.main import main
 
     runs = str(tmp_path)
     assert main(["refresh", "--runs-dir", runs, "--until-round", "1", *TINY]) == 0

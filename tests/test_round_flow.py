@@ -5,8 +5,8 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from bolt_tasks.config import validate_round_config
-from bolt_tasks.errors import BoltInputError
+from bolt_tasks.core.config import validate_round_config
+from bolt_tasks.core.errors import BoltInputError
 
 TINY = {
     "pipeline": "tiny",
@@ -57,7 +57,7 @@ def test_round_runs_caches_and_tracks(tmp_path, capsys):
     history = mlflow.MlflowClient(summary["tracking_uri"]).get_metric_history(run.info.run_id, "train.loss")
     assert len(history) == len(pq.read_table(round_dir / "train_log.parquet"))
 
-    from bolt_tasks.cli import main
+    from bolt_cli.main import main
 
     assert main(["sql", "SELECT count(*) AS n FROM rollouts", "--runs-dir", str(tmp_path)]) == 0
     assert str(48 * 4) in capsys.readouterr().out
@@ -79,7 +79,7 @@ def test_round_runs_caches_and_tracks(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_malformed_prompt_file_stops_the_round_before_any_output(tmp_path, capsys):
-    from bolt_tasks.cli import main
+    from bolt_cli.main import main
 
     train = tmp_path / "train.jsonl"
     train.write_text('{"prompt": "1+1=", "answer": "2"}\n{"prompt": "2+2=", "answer" "4"}\n')
@@ -98,7 +98,7 @@ def test_malformed_prompt_file_stops_the_round_before_any_output(tmp_path, capsy
 @pytest.mark.slow
 def test_round_on_user_prompt_files_and_a_user_model_directory(tmp_path):
     """The same flow on a user's JSONL prompts, verifier and model directory."""
-    from bolt_tasks.cli import main
+    from bolt_cli.main import main
     from flows.round import bolt_round
 
     main(["bootstrap", "--runs-dir", str(tmp_path), "--set", "reference.steps=60",

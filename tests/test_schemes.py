@@ -25,9 +25,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from bolt_tasks.config import WeightingConfig
-from bolt_tasks.errors import BoltInputError
-from bolt_tasks.weights import compute_weights, write_weights
+from bolt_tasks.core.config import WeightingConfig
+from bolt_tasks.core.errors import BoltInputError
+from bolt_tasks.stages.weights import compute_weights, write_weights
 
 SCHEMES = ("bolt", "boltzmann_global", "rft", "reward", "sft")
 RTOL = 1e-9

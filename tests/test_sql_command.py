@@ -16,9 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from bolt_tasks.cli import console, main
-from bolt_tasks.errors import BoltInputError
-from bolt_tasks.sql_shell import open_runs, run_query, shell
+from bolt_cli.main import console, main
+from bolt_tasks.core.errors import BoltInputError
+from bolt_tasks.core.readonly_sql import open_runs, run_query, shell
 
 SAMPLES = 2
 # (pipeline, round) -> number of prompts; every prompt has SAMPLES rollouts.

@@ -2,7 +2,7 @@
 
 import torch
 
-from bolt_tasks.modeling import encode_prompts
+from bolt_tasks.policy.modeling import encode_prompts
 
 
 def manual_token_logprobs(model, prompt, response):
@@ -12,7 +12,7 @@ def manual_token_logprobs(model, prompt, response):
 
 
 def test_loss_sums_response_tokens_without_length_normalisation(tiny_policy):
-    from bolt_tasks.training import weighted_nll
+    from bolt_tasks.policy.training import weighted_nll
 
     model, tokenizer = tiny_policy
     prompts = encode_prompts(tokenizer, ["07+85=", "1+2=", "99+99="])
@@ -35,7 +35,7 @@ def test_loss_sums_response_tokens_without_length_normalisation(tiny_policy):
 def test_prompt_tokens_carry_no_loss(tiny_policy):
     """Changing the prompt's own tokens changes the loss only through the conditioning: the loss
     equals the response-token sum whatever the prompt is, never a term for prompt tokens."""
-    from bolt_tasks.training import weighted_nll
+    from bolt_tasks.policy.training import weighted_nll
 
     model, tokenizer = tiny_policy
     prompt = encode_prompts(tokenizer, ["12+34="])[0]
@@ -49,7 +49,7 @@ def test_prompt_tokens_carry_no_loss(tiny_policy):
 
 
 def test_zero_weight_sample_has_no_gradient(tiny_policy):
-    from bolt_tasks.training import weighted_nll
+    from bolt_tasks.policy.training import weighted_nll
 
     model, tokenizer = tiny_policy
     prompts = encode_prompts(tokenizer, ["1+1="])

@@ -5,8 +5,8 @@ import math
 import pyarrow as pa
 import pytest
 
-from bolt_tasks.errors import BoltInputError
-from bolt_tasks.verifiers import arithmetic_verifier, resolve_verifier, score_rollouts
+from bolt_tasks.core.errors import BoltInputError
+from bolt_tasks.stages.verifiers import arithmetic_verifier, resolve_verifier, score_rollouts
 
 
 def crashing_verifier(prompt, answer, response, finish_reason):

@@ -11,12 +11,12 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from bolt_tasks.config import SamplingConfig, validate_round_config
-from bolt_tasks.logprobs import pad_prompt_response, score_responses
-from bolt_tasks.modeling import encode_prompts
-from bolt_tasks.rollouts import sample_rollouts
-from bolt_tasks.samplers import VllmSampler, resolve_backend
-from bolt_tasks.vllm_backend import VllmUnavailable, require_vllm_python, run_job
+from bolt_tasks.core.config import SamplingConfig, validate_round_config
+from bolt_tasks.policy.logprobs import pad_prompt_response, score_responses
+from bolt_tasks.policy.modeling import encode_prompts
+from bolt_tasks.sampling.rollouts import sample_rollouts
+from bolt_tasks.sampling.backends import VllmSampler, resolve_backend
+from bolt_tasks.sampling.vllm_backend import VllmUnavailable, require_vllm_python, run_job
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 

@@ -19,9 +19,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from bolt_tasks.config import WeightingConfig
-from bolt_tasks.errors import BoltInputError
-from bolt_tasks.weights import compute_weights, write_weights
+from bolt_tasks.core.config import WeightingConfig
+from bolt_tasks.core.errors import BoltInputError
+from bolt_tasks.stages.weights import compute_weights, write_weights
 
 RTOL = 1e-9
 # Denominator floor of the relative error. Weights below ~1e-290 sit at the bottom of (or

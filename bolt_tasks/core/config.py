@@ -1,0 +1,233 @@
+"""Configuration of a BOLT round as pydantic models.
+
+Every field carries help text: these models are the Prefect UI's parameter forms and the
+reference for what each knob does (DESIGN.md section 1 holds the math they refer to).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bolt_tasks.core.errors import BoltInputError
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TaskConfig(_Frozen):
+    """Where prompts come from and how answers are checked.
+
+    Without prompt files: the built-in task, two-digit addition 'AB+CD=' with a 3-digit answer.
+    """
+
+    train_prompts: int = Field(
+        1000, ge=1, description="Number of training prompts the round samples responses for."
+    )
+    heldout_prompts: int = Field(
+        512, ge=1, description="Number of held-out prompts used only for evaluation."
+    )
+    seed: int = Field(0, description="Seed of the train/held-out split and prompt draw.")
+    prompts_file: Path | None = Field(
+        None,
+        description="Your own training prompts: JSONL or Parquet with fields prompt, answer "
+        "and optional id. Overrides the built-in task's training prompts.",
+    )
+    heldout_file: Path | None = Field(
+        None,
+        description="Your own held-out prompts (same format). Required with prompts_file.",
+    )
+    verifier: str = Field(
+        "arithmetic",
+        description="Verifier name in the registry (arithmetic, exact_match) or 'module:function' "
+        "for your own callable f(prompt, answer, response, finish_reason) -> float.",
+    )
+    verifier_fallback_reward: float = Field(
+        0.0, description="Reward recorded when the verifier raises; the error text is kept too."
+    )
+
+    @model_validator(mode="after")
+    def _files_come_in_pairs(self) -> "TaskConfig":
+        if (self.prompts_file is None) != (self.heldout_file is None):
+            raise ValueError("prompts_file and heldout_file must be given together")
+        return self
+
+
+class ReferenceConfig(_Frozen):
+    """The reference policy pi_ref, either built here or loaded from a directory or hub id."""
+
+    model: str | None = Field(
+        None,
+        description="Local model directory or hub id loaded with AutoModelForCausalLM. Empty: "
+        "build the embedded reference policy (a small llama-type LM trained on the built-in task).",
+    )
+    steps: int = Field(1500, ge=1, description="Bootstrap training steps of the embedded policy.")
+    batch_size: int = Field(256, ge=1, description="Bootstrap batch size (sequences).")
+    learning_rate: float = Field(3e-3, gt=0, description="Bootstrap peak learning rate (AdamW).")
+    label_noise: tuple[float, float, float] = Field(
+        (0.10, 0.55, 0.90),
+        description="Probability that a bootstrap label has one wrong digit, for 0/1/2 carries. "
+        "The policy learns the right answer as its mode but samples wrong ones at about this "
+        "rate, so a reward tilt has something to find (shared/notes/builtin-task.md).",
+    )
+    seed: int = Field(0, description="Seed of the bootstrap initialisation and data.")
+
+
+class SamplingConfig(_Frozen):
+    """Reference sampling: N responses per training prompt."""
+
+    samples_per_prompt: int = Field(8, ge=1, description="N, responses sampled per prompt.")
+    temperature: float = Field(
+        1.0,
+        gt=0,
+        description="Sampling temperature. Not 1 means the sampler q differs from pi_ref; the "
+        "stored sampler log-prob is then log q and the weights importance-correct for it.",
+    )
+    max_new_tokens: int = Field(5, ge=1, description="Longest response, in tokens (EOS included).")
+    batch_size: int = Field(1024, ge=1, description="Sequences generated per forward batch.")
+    seed: int = Field(0, description="Sampling seed: the same seed gives the same rollouts.")
+    backend: Literal["auto", "transformers", "vllm"] = Field(
+        "auto",
+        description="Who samples the rollouts. transformers: BOLT's own float32 decode loop. "
+        "vllm: a vLLM engine in a process of its own (float32; released when sampling ends). "
+        "auto: vllm when vLLM is installed and a GPU is present, else transformers. The two "
+        "backends draw different samples from the same distribution for the same seed.",
+    )
+    gpu_memory_utilization: float = Field(
+        0.85, gt=0, le=1,
+        description="vllm backend on a GPU: share of GPU memory the engine may take.",
+    )
+    tensor_parallel_size: int = Field(
+        1, ge=1, description="vllm backend: GPUs the engine shards the model over (vLLM tensor "
+        "parallelism).",
+    )
+
+
+WEIGHTING_SCHEMES = ("bolt", "boltzmann_global", "rft", "reward", "sft")
+
+
+class WeightingConfig(_Frozen):
+    """How rollouts are weighted (DESIGN section 1; each scheme is one expression in
+    sql/log_tilt.sql). BOLT: w = exp(r/beta)/Zhat(x), normalised per prompt."""
+
+    scheme: Literal["bolt", "boltzmann_global", "rft", "reward", "sft"] = Field(
+        "bolt",
+        description="bolt: exp(r/beta)/Zhat(x) per prompt, with the importance term "
+        "log pi_ref - log q when the sampler is not pi_ref (fits pi*). boltzmann_global: "
+        "exp(r/beta) over one global mean (fits pi* per prompt, reweights prompts). rft: 1 "
+        "for r >= rft_threshold, else 0 (rejection-sampling fine-tuning, the beta -> 0 limit). "
+        "reward: w = r (r >= 0). sft: w = 1 (refits the sampler).",
+    )
+    beta: float = Field(
+        0.5,
+        description="KL temperature beta > 0 of J = E[r] - beta*KL(pi||pi_ref). Small beta tilts "
+        "hard toward reward; large beta stays near pi_ref.",
+    )
+    success_threshold: float | None = Field(
+        None,
+        description="Reward at or above which a response counts as a success for coverage. "
+        "Empty: the top reward seen in the rollouts (1 for 0/1 rewards).",
+    )
+    rft_threshold: float = Field(
+        1.0, description="rft scheme only: keep responses with reward >= this, drop the rest."
+    )
+    eta: float | None = Field(
+        None, gt=0,
+        description="bolt scheme: reward step eta of KL mirror descent, l = eta*r + alpha*(log "
+        "pi_ref - log q). Empty: 1/beta, which with alpha = 1 is one exact step to pi*.",
+    )
+    alpha: float = Field(
+        1.0, ge=0, le=1,
+        description="bolt scheme: anchor to pi_ref. Refreshed round k fits pi_(k+1) ∝ "
+        "pi_k^(1-alpha) pi_ref^alpha exp(eta r): alpha = 1 re-targets pi* from a better-covering "
+        "sampler; alpha = 0 is pure reward tilting of the current policy.",
+    )
+
+    @field_validator("beta")
+    @classmethod
+    def _beta_positive_and_finite(cls, beta: float) -> float:
+        if not math.isfinite(beta) or beta <= 0:
+            raise ValueError(f"beta must be a finite number > 0, got {beta}")
+        return beta
+
+
+class TrainingConfig(_Frozen):
+    """Weighted maximum likelihood fit of the new policy, starting from pi_ref."""
+
+    epochs: int = Field(2, ge=1, description="Passes over the weighted rollouts.")
+    batch_size: int = Field(64, ge=1, description="Rollouts per optimizer step.")
+    learning_rate: float = Field(1e-4, gt=0, description="AdamW learning rate after warm-up.")
+    warmup_steps: int = Field(10, ge=0, description="Linear warm-up steps.")
+    schedule: Literal["constant", "cosine"] = Field(
+        "constant",
+        description="Learning rate after warm-up: constant, or cosine decay to 0 by the last "
+        "step (lands a long fit on its optimum instead of a noisy last iterate).",
+    )
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    seed: int = Field(0, description="Seed of the data order.")
+
+
+class EvaluationConfig(_Frozen):
+    """Held-out evaluation of pi_ref and the fitted policy."""
+
+    samples_per_prompt: int = Field(
+        64, ge=8, description="Samples per held-out prompt at temperature 1 (accuracy, KL, p*)."
+    )
+    max_new_tokens: int = Field(5, ge=1, description="Longest evaluated response, in tokens.")
+    batch_size: int = Field(2048, ge=1, description="Sequences per forward batch.")
+    seed: int = Field(1, description="Evaluation sampling seed.")
+    success_threshold: float = Field(
+        1.0, description="Reward at or above which a held-out sample counts as correct."
+    )
+
+
+class RoundConfig(_Frozen):
+    """One Boltzmann projection round: sample, score, weight, fit, evaluate."""
+
+    pipeline: str = Field(
+        "default",
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Pipeline name: tables go to runs/<pipeline>/round-<k>/.",
+    )
+    round: int = Field(0, ge=0, description="Round index k (0 samples from pi_ref).")
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    reference: ReferenceConfig = Field(default_factory=ReferenceConfig)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    weighting: WeightingConfig = Field(default_factory=WeightingConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+
+
+def validate_round_config(data: dict) -> RoundConfig:
+    """Build a RoundConfig, turning pydantic's error into one naming each bad field."""
+    try:
+        return RoundConfig.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"field '{'.'.join(str(p) for p in e['loc'])}': {e['msg']} (got {e.get('input')!r})"
+            for e in error.errors()
+        )
+        raise BoltInputError(f"invalid configuration: {problems}") from None
+
+
+class RefreshConfig(_Frozen):
+    """Refreshed rounds (KL policy mirror descent): round k samples from pi_k, fits pi_(k+1)
+    starting from pi_k. Invoked again, the pipeline continues after its last completed round."""
+
+    round: RoundConfig = Field(
+        default_factory=lambda: RoundConfig(pipeline="refresh"),
+        description="Configuration of every round (its `round` index is set per round). "
+        "weighting.eta and weighting.alpha are the mirror-descent step and anchor.",
+    )
+    add_rounds: int = Field(
+        1, ge=1, description="Rounds this invocation adds after the last completed one "
+        "(a scheduled run adds this many).",
+    )
+    until_round: int | None = Field(
+        None, ge=0, description="Instead of add_rounds: complete every round up to this index.",
+    )

@@ -1,0 +1,126 @@
+"""Weighted-SFT trainer: the weighted maximum-likelihood fit of the new policy.
+
+    L(theta) = - sum_i w_i * log pi_theta(y_i | x_i) / (number of samples in the batch)
+
+log pi_theta(y|x) is the SUM of the response tokens' log-probs: prompt tokens carry no loss
+and no sequence is divided by its own length (that would fit a different policy). With the
+BOLT weights w = exp(r/beta)/Zhat(x) this is the forward-KL projection onto pi* (DESIGN s.1).
+On a CUDA GPU the forward pass runs under bf16 autocast; log-softmax is taken in float32.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import pyarrow as pa
+import torch
+
+from bolt_tasks.core.config import TrainingConfig
+from bolt_tasks.policy.logprobs import pad_prompt_response, response_logprob_sums
+from bolt_tasks.core.caching import stage
+from bolt_tasks.policy.modeling import encode_prompts, load_policy, save_policy_atomic
+from bolt_tasks.core.progress import track
+from bolt_tasks.core.storage import ModelRef, TableRef, directory_digest, write_table_atomic
+
+TRAIN_LOG_SCHEMA = pa.schema(
+    [("step", pa.int32()), ("epoch", pa.int32()), ("loss", pa.float64()),
+     ("grad_norm", pa.float64()), ("learning_rate", pa.float64())]
+)
+
+
+def weighted_nll(model, prompts, responses, weights: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """The batch loss: -(sum_i w_i * sum_t log pi(y_it)) / batch size."""
+    device = next(model.parameters()).device
+    batch = pad_prompt_response(prompts, responses, pad_id, device)
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    )
+    with autocast:
+        sequence_logprobs = response_logprob_sums(model, *batch)
+    return -(weights.to(device) * sequence_logprobs).sum() / len(prompts)
+
+
+def weighted_examples(prompts: pa.Table, rollouts: pa.Table, weights: pa.Table, tokenizer):
+    """(prompt ids, response ids, weight) per rollout, joined on (prompt_id, sample_idx)."""
+    prompt_text = dict(zip(prompts["prompt_id"].to_pylist(), prompts["prompt"].to_pylist()))
+    encoded = dict(zip(prompt_text, encode_prompts(tokenizer, list(prompt_text.values()))))
+    weight_of = {
+        (p, s): w
+        for p, s, w in zip(
+            weights["prompt_id"].to_pylist(), weights["sample_idx"].to_pylist(),
+            weights["weight"].to_pylist(),
+        )
+    }
+    keys = zip(rollouts["prompt_id"].to_pylist(), rollouts["sample_idx"].to_pylist())
+    responses = rollouts["response_token_ids"].to_pylist()
+    return [(encoded[p], response, weight_of[(p, s)]) for (p, s), response in zip(keys, responses)]
+
+
+def train_policy(
+    prompts: pa.Table, rollouts: pa.Table, weights: pa.Table, start_model: str,
+    training: TrainingConfig, out_dir: str | Path, log_path: str | Path,
+) -> TableRef:
+    """Fit from start_model on the weighted rollouts; save the policy; return the loss log."""
+    start = time.perf_counter()
+    model, tokenizer = load_policy(start_model)
+    model.train()
+    examples = weighted_examples(prompts, rollouts, weights, tokenizer)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=training.learning_rate, betas=(0.9, 0.99),
+        weight_decay=training.weight_decay,
+    )
+    generator = torch.Generator().manual_seed(training.seed)
+    steps_per_epoch = -(-len(examples) // training.batch_size)
+    total = steps_per_epoch * training.epochs
+
+    def learning_rate_factor(step: int) -> float:
+        warmup = min(1.0, (step + 1) / max(1, training.warmup_steps))
+        if training.schedule == "constant" or step < training.warmup_steps:
+            return warmup
+        progress = (step - training.warmup_steps) / max(1, total - training.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * progress))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, learning_rate_factor)
+    log = {name: [] for name in TRAIN_LOG_SCHEMA.names}
+
+    def batches():
+        for epoch in range(training.epochs):
+            order = torch.randperm(len(examples), generator=generator).tolist()
+            for first in range(0, len(order), training.batch_size):
+                yield epoch, [examples[i] for i in order[first : first + training.batch_size]]
+
+    for step, (epoch, batch) in enumerate(track(batches(), total, "weighted SFT")):
+        prompt_ids, response_ids, batch_weights = zip(*batch)
+        loss = weighted_nll(
+            model, list(prompt_ids), list(response_ids),
+            torch.tensor(batch_weights, dtype=torch.float32), tokenizer.pad_token_id,
+        )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), training.max_grad_norm)
+        learning_rate = scheduler.get_last_lr()[0]
+        optimizer.step()
+        scheduler.step()
+        for name, value in zip(
+            TRAIN_LOG_SCHEMA.names, (step, epoch, loss.item(), grad_norm.item(), learning_rate)
+        ):
+            log[name].append(value)
+    model.eval()
+    save_policy_atomic(model, tokenizer, out_dir)
+    return write_table_atomic(
+        pa.table(log, schema=TRAIN_LOG_SCHEMA), log_path, time.perf_counter() - start
+    )
+
+
+@stage("weighted-sft")
+def train_task(
+    prompts: TableRef, rollouts: TableRef, weights: TableRef, start_model: ModelRef,
+    training: TrainingConfig, out_dir: str, log_path: str,
+) -> tuple[ModelRef, TableRef]:
+    log = train_policy(
+        prompts.read(), rollouts.read(), weights.read(), start_model.path, training, out_dir, log_path
+    )
+    return ModelRef(out_dir, directory_digest(out_dir), log.seconds), log

