@@ -33,7 +33,7 @@ from bolt_tasks.stages.arithmetic import prompts_table
 from bolt_tasks.core.config import (
     ReferenceConfig, SamplingConfig, TaskConfig, TrainingConfig, WeightingConfig,
 )
-from bolt_tasks.policy.logprobs import score_responses
+from bolt_tasks.policy.logprobs import response_logprobs
 from bolt_tasks.policy.modeling import encode_prompts, load_policy
 from bolt_tasks.stages.reference import embedded_reference_dir, train_reference
 from bolt_tasks.sampling.rollouts import sample_rollouts
@@ -54,7 +54,7 @@ class HeldOutAccuracy:
     def __call__(self, model) -> float:
         was_training = model.training
         model.eval()
-        logprobs = score_responses(model, self.prompts, self.answers, self.pad, batch_size=1024)
+        logprobs = response_logprobs(model, self.prompts, self.answers, self.pad, batch_size=1024)
         model.train(was_training)
         return float(np.exp(logprobs).mean())
 

@@ -1,4 +1,4 @@
-"""The `bolt` command."""
+"""The `bolt` command: the top of the house, above the flows and the deployments."""
 
 from __future__ import annotations
 
@@ -12,15 +12,13 @@ from bolt_tasks.core.runtime import configure_environment
 
 configure_environment()  # before Prefect is imported anywhere
 
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
 from pydantic import ValidationError  # noqa: E402
+from rich.text import Text  # noqa: E402
 
+from bolt_cli.printing import console, print_refresh, print_report, print_summary  # noqa: E402
 from bolt_tasks.core.config import RoundConfig, validate_round_config  # noqa: E402
 from bolt_tasks.core.errors import BoltInputError  # noqa: E402
-
-console = Console()
+from bolt_tasks.core.processes import stop_with_children_on_signals  # noqa: E402
 
 SHORTCUTS = {
     "beta": "weighting.beta",
@@ -85,43 +83,6 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference-model", help="model directory or hub id to use as pi_ref")
 
 
-def print_summary(summary: dict, seconds: float) -> None:
-    table = Table(title=f"BOLT round {summary['round']} of '{summary['pipeline']}' "
-                        f"(beta={summary['beta']:g}, held-out prompts={summary['heldout_prompts']}, "
-                        f"{summary['samples_per_prompt']} samples each)")
-    table.add_column("metric")
-    table.add_column("pi_ref", justify="right")
-    table.add_column("pi_BOLT", justify="right")
-    table.add_row("accuracy, temperature 1", f"{summary['ref_accuracy']:.3f}",
-                  f"{summary['policy_accuracy']:.3f}")
-    table.add_row("accuracy, greedy", f"{summary['ref_accuracy_greedy']:.3f}",
-                  f"{summary['policy_accuracy_greedy']:.3f}")
-    table.add_row("pass@8", f"{summary['ref_pass_at_8']:.3f}", f"{summary['policy_pass_at_8']:.3f}")
-    table.add_row("KL(pi || pi_ref)", "0", f"{summary['kl']:.4f}")
-    table.add_row("J = reward - beta*KL", f"{summary['ref_objective_j']:.4f}",
-                  f"{summary['objective_j']:.4f}")
-    table.add_row("target accuracy p*", "", f"{summary['target_accuracy']:.3f}")
-    table.add_row("mean |p_theta - p*|", "",
-                  f"{summary['target_error']:.4f} (noise floor {summary['target_error_noise_floor']:.4f})")
-    console.print(table)
-    console.print(
-        f"gain {100 * summary['accuracy_gain']:+.1f} points (SE {100 * summary['accuracy_gain_se']:.2f}); "
-        f"training prompts: mean ESS/N {summary['mean_ess_fraction']:.3f}, "
-        f"coverage {summary['coverage']:.3f}"
-    )
-    console.print(
-        f"pi_ref per-prompt success rates: {100 * summary['ref_share_below_0_3']:.1f}% of prompts "
-        f"below 0.3, {100 * summary['ref_share_above_0_6']:.1f}% above 0.6, "
-        f"{100 * summary['ref_share_unsolved_in_32']:.1f}% expected unsolved in 32 samples"
-    )
-    stages = ", ".join(f"{k} {v:.1f}s" for k, v in summary["stage_seconds"].items())
-    console.print(f"stage compute time: {stages}")
-    console.print(f"this invocation: {seconds:.1f}s wall-clock (cached stages are not re-run)")
-    console.print(f"tables: {summary['round_dir']}")
-    console.print(f"MLflow run {summary['mlflow_run_id']} in {summary['tracking_uri']} "
-                  f"(browse: mlflow ui --backend-store-uri {summary['tracking_uri']})")
-
-
 def command_run(args: argparse.Namespace) -> int:
     config = build_config(args)
     from flows.round import bolt_round  # Prefect import: after the environment is configured
@@ -136,23 +97,11 @@ def command_refresh(args: argparse.Namespace) -> int:
     from bolt_tasks.core.config import RefreshConfig
     from flows.refresh import bolt_refresh
 
-    round_config = build_config(args)
-    if round_config.pipeline == "default":  # refreshed rounds never share bolt run's pipeline
-        round_config = round_config.model_copy(update={"pipeline": "refresh"})
-    config = RefreshConfig(round=round_config, add_rounds=args.add_rounds, until_round=args.until_round)
+    # RefreshConfig puts the rounds in pipeline <pipeline>-refresh (one rule, core/catalogue.py).
+    config = RefreshConfig(round=build_config(args), add_rounds=args.add_rounds,
+                           until_round=args.until_round)
     start = time.perf_counter()
-    result = bolt_refresh(config=config, runs_dir=args.runs_dir)
-    table = Table(title=f"refreshed rounds of '{round_config.pipeline}'")
-    for column in ("round", "sampler", "coverage", "ESS/N", "accuracy", "target p*", "KL", "KL(pi*||pi)"):
-        table.add_column(column, justify="right")
-    for s in result["rounds"]:
-        table.add_row(str(s["round"]), Path(s["sampler"]).name, f"{s['coverage']:.3f}",
-                      f"{s['mean_ess_fraction']:.3f}", f"{s['policy_accuracy']:.3f}",
-                      f"{s['target_accuracy']:.3f}", f"{s['kl']:.3f}", f"{s['projection_gap']:.3f}")
-    console.print(table)
-    console.print(f"pi_ref accuracy {result['rounds'][0]['ref_accuracy']:.3f}; "
-                  f"{time.perf_counter() - start:.1f}s wall-clock; plot {result['plot']}; "
-                  f"MLflow parent run {result['parent_run_id']}")
+    print_refresh(bolt_refresh(config=config, runs_dir=args.runs_dir), time.perf_counter() - start)
     return 0
 
 
@@ -176,13 +125,14 @@ def command_bootstrap(args: argparse.Namespace) -> int:
     config = build_config(args)
     from flows.bootstrap import bootstrap_reference
 
-    model = bootstrap_reference(config.reference, config.task, str(Path(args.runs_dir).resolve()))
-    console.print(f"reference policy: {model.path} (trained in {model.seconds:.1f}s)")
+    model = bootstrap_reference(config.reference, config.task, args.runs_dir)
+    console.print(f"reference policy: {model.path} (trained in {model.seconds:.1f}s)", markup=False)
     return 0
 
 
 def command_sql(args: argparse.Namespace) -> int:
-    from bolt_tasks.core.readonly_sql import open_runs, print_result, run_query, shell, usage
+    from bolt_cli.sql_shell import print_result, shell, usage
+    from bolt_tasks.core.readonly_sql import open_runs, run_query
 
     if args.query is None and not sys.stdin.isatty():
         console.print(usage(args.runs_dir), soft_wrap=True, highlight=False, markup=False)
@@ -202,14 +152,13 @@ EXPERIMENTS = {
 }
 
 
-def print_report(result: dict) -> None:
-    from rich.markdown import Markdown
+def command_views(args: argparse.Namespace) -> int:
+    from bolt_tasks.core.catalogue import RunsDirectory
+    from bolt_tasks.core.tables import views_sql
 
-    report = Path(result["report"]).read_text()
-    console.print(Markdown(report.split("## Configuration")[0]))
-    console.print(f"report: {result['report']}")
-    console.print(f"plots: {', '.join(result['plots'])}")
-    console.print(f"MLflow run: {result['mlflow_run_id']}")
+    root = f"{RunsDirectory.at(args.runs_dir).root}/" if args.runs_dir else ""
+    sys.stdout.write(views_sql(root))
+    return 0
 
 
 def command_frontier(args: argparse.Namespace) -> int:
@@ -257,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     add_config_arguments(run)
     run.set_defaults(handler=command_run)
     refresh = commands.add_parser(
-        "refresh", help="add refreshed rounds (KL mirror descent) to a pipeline, default 'refresh'")
+        "refresh", help="add refreshed rounds (KL mirror descent) to pipeline <pipeline>-refresh "
+        "(default 'default-refresh')")
     add_config_arguments(refresh)
     refresh.add_argument("--add-rounds", type=int, default=1, help="rounds to add (default 1)")
     refresh.add_argument("--until-round", type=int, help="complete every round up to this index")
@@ -280,6 +230,12 @@ def main(argv: list[str] | None = None) -> int:
                      help="one query (SELECT, DESCRIBE, ...); without one: a prompt on a terminal")
     sql.add_argument("--runs-dir", default="runs", help="where runs, caches and MLflow live")
     sql.set_defaults(handler=command_sql)
+    views = commands.add_parser(
+        "views", help="print the CREATE VIEW statements of `bolt sql` for the duckdb CLI "
+        "(sql/views.sql is this command's output)")
+    views.add_argument("--runs-dir", help="make the views' globs absolute paths into this runs "
+                       "directory (default: relative, for a duckdb started inside it)")
+    views.set_defaults(handler=command_views)
     frontier = commands.add_parser(
         "frontier", help="ESS/N, coverage, target success and support price over a beta grid")
     frontier.add_argument("--runs-dir", default="runs", help="where runs, caches and MLflow live")
@@ -295,12 +251,10 @@ def main(argv: list[str] | None = None) -> int:
                                  "e.g. --set round.task.train_prompts=128 (repeatable)")
     experiment.set_defaults(handler=command_experiment)
     args = parser.parse_args(argv)
+    if argv is None:  # a process of its own: when told to stop, stop what it started too
+        stop_with_children_on_signals()
     try:
         return args.handler(args)
     except BoltInputError as error:
-        console.print(f"[red]error:[/red] {error}", soft_wrap=True, highlight=False)
+        console.print(Text.assemble(("error:", "red"), f" {error}"), soft_wrap=True, highlight=False)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

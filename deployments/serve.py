@@ -1,7 +1,8 @@
 """BOLT's flows as Prefect deployments, served from this process against a Prefect server.
 
     bolt-round     on demand: one round (the UI shows RoundConfig as a form with help text)
-    bolt-refresh   on a schedule: each run adds refreshed rounds to a pipeline; the schedule
+    bolt-refresh   on a schedule: each run adds refreshed rounds to pipeline <pipeline>-refresh
+                   (core/catalogue.refresh_pipeline_name, as for `bolt refresh`); the schedule
                    is shipped inactive, so nothing runs until you switch it on in the UI
                    (or pass --refresh-active)
     bolt-frontier, bolt-experiment-e1/e2/e5   on demand
@@ -11,11 +12,10 @@ Run with `bolt serve` (PREFECT_API_URL must point at a server; see README).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect import serve
 from prefect.schedules import Cron, Interval
 
+from bolt_tasks.core.catalogue import RunsDirectory
 from bolt_tasks.core.config import RefreshConfig, RoundConfig
 from flows.experiments import (
     experiment_frontier, experiment_refresh, experiment_saturation, experiment_target_match,
@@ -31,10 +31,8 @@ def build_deployments(
     runs_dir: str, round_config: RoundConfig | None = None, refresh_cron: str = DEFAULT_REFRESH_CRON,
     refresh_interval_seconds: float | None = None, refresh_active: bool = False,
 ) -> list:
-    runs_dir = str(Path(runs_dir).resolve())
+    runs_dir = str(RunsDirectory.at(runs_dir))
     round_config = round_config or RoundConfig()
-    # Its own pipeline: bolt-round runs would otherwise claim the same round directories.
-    refresh_round = round_config.model_copy(update={"pipeline": f"{round_config.pipeline}-refresh"})
     schedule = (
         Interval(refresh_interval_seconds, active=refresh_active)
         if refresh_interval_seconds else Cron(refresh_cron, active=refresh_active)
@@ -48,7 +46,7 @@ def build_deployments(
         ),
         bolt_refresh.to_deployment(
             name="bolt-refresh", tags=["bolt"], schedules=[schedule],
-            parameters={"config": RefreshConfig(round=refresh_round).model_dump(mode="json"),
+            parameters={"config": RefreshConfig(round=round_config).model_dump(mode="json"),
                         "runs_dir": runs_dir},
             description="Adds refreshed rounds (KL mirror descent) to a pipeline on a schedule. "
             "The schedule ships inactive: turn it on in the UI.",

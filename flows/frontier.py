@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect import flow
 
 from bolt_tasks.analyses.frontier import DEFAULT_BETAS, frontier_task
+from bolt_tasks.core.catalogue import RunsDirectory
+from bolt_tasks.core.results import AnalysisResult
 
 
 @flow(name="bolt-frontier")
 def bolt_frontier(
     pipeline: str = "default", round: int = 0, runs_dir: str = "runs",
     betas: list[float] = list(DEFAULT_BETAS),
-) -> dict:
+) -> AnalysisResult:
     """For each beta: mean ESS/N, share of prompts with ESS/N < 0.1, coverage, mean target
     success p*, mean stored-support price; a table and a PNG, logged to MLflow."""
-    return frontier_task(pipeline, round, str(Path(runs_dir).resolve()), betas)
+    return frontier_task(pipeline, round, RunsDirectory.at(runs_dir), betas)

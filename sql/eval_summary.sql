@@ -3,7 +3,7 @@
 -- Parameters: $beta. Tables used: eval.
 SELECT
     count(*) AS heldout_prompts,
-    any_value(samples) AS samples_per_prompt,
+    any_value(samples) AS heldout_samples_per_prompt,
     avg(reference_success_rate) AS ref_accuracy,
     avg(policy_success_rate) AS policy_accuracy,
     avg(reference_greedy_success) AS ref_accuracy_greedy,

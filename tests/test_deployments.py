@@ -15,7 +15,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from bolt_tasks.core.tracking import tracking_uri
+from bolt_tasks.core.catalogue import RunsDirectory
 
 TINY = ["--set", "reference.steps=60", "--set", "reference.batch_size=32",
         "--train-prompts", "24", "--set", "task.heldout_prompts=16",
@@ -96,7 +96,7 @@ def test_triggered_round_completes_and_is_tracked(served):
         env=served["env"], capture_output=True, text=True, timeout=450)
     assert result.returncode == 0, result.stdout[-2000:] + (served["home"] / "serve.log").read_text()[-3000:]
     summary = json.loads((served["runs"] / "served" / "round-0" / "summary.json").read_text())
-    client = mlflow.MlflowClient(tracking_uri(served["runs"]))
+    client = mlflow.MlflowClient(RunsDirectory.at(served["runs"]).tracking_uri())
     experiment = client.get_experiment_by_name("bolt-served")
     runs = client.search_runs([experiment.experiment_id])
     assert [r.data.tags["bolt.round"] for r in runs] == ["0"]

@@ -4,7 +4,7 @@ import numpy as np
 import pyarrow as pa
 
 from bolt_tasks.core.config import SamplingConfig
-from bolt_tasks.policy.logprobs import score_responses
+from bolt_tasks.policy.logprobs import response_logprobs
 from bolt_tasks.policy.modeling import encode_prompts
 from bolt_tasks.sampling.rollouts import sample_rollouts
 from bolt_tasks.sampling.decode import generate
@@ -17,7 +17,7 @@ def test_sampler_logprob_matches_a_separate_forward_pass(tiny_policy):
     model, tokenizer = tiny_policy
     prompts = [ids for ids in encode_prompts(tokenizer, PROMPTS) for _ in range(16)]
     result = generate(model, tokenizer, prompts, 1.0, 6, batch_size=32, seed=0)
-    rescored = score_responses(model, prompts, result.token_ids, tokenizer.pad_token_id, batch_size=7)
+    rescored = response_logprobs(model, prompts, result.token_ids, tokenizer.pad_token_id, batch_size=7)
     assert len({len(t) for t in result.token_ids}) > 1, "want responses of several lengths"
     assert np.all(result.logprobs < 0)
     np.testing.assert_allclose(result.logprobs, rescored, atol=1e-4, rtol=0)
@@ -28,7 +28,7 @@ def test_prompt_padding_does_not_change_logprobs(tiny_policy):
     prompts = encode_prompts(tokenizer, PROMPTS)
     together = generate(model, tokenizer, prompts, 1.0, 6, batch_size=len(prompts), seed=3)
     one_at_a_time = [
-        score_responses(model, [p], [r], tokenizer.pad_token_id)[0]
+        response_logprobs(model, [p], [r], tokenizer.pad_token_id)[0]
         for p, r in zip(prompts, together.token_ids)
     ]
     np.testing.assert_allclose(together.logprobs, one_at_a_time, atol=1e-4, rtol=0)

@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from bolt_tasks.core.errors import BoltInputError
-from bolt_tasks.stages.round_directory import pipeline_lock
-from bolt_tasks.core.tracking import tracking_uri
+from bolt_tasks.core.tables import ROUND_TABLES
+from bolt_tasks.core.catalogue import RunsDirectory
 
 TINY = ["--set", "reference.steps=60", "--set", "reference.batch_size=32",
         "--train-prompts", "24", "--set", "task.heldout_prompts=16",
@@ -21,8 +21,6 @@ TINY = ["--set", "reference.steps=60", "--set", "reference.batch_size=32",
         "--set", "training.batch_size=8"]
 # Slower sampling and training in round 2, so a kill lands inside the stage it aims at.
 CRASHABLE = TINY + ["--set", "sampling.batch_size=4", "--set", "training.epochs=3"]
-TABLES = ("prompts", "rollouts", "rewards", "weights", "prompt_stats", "train_log",
-          "reference_eval", "policy_eval", "eval")
 
 
 def bolt(*args, log=None, **popen):
@@ -38,16 +36,16 @@ def test_refresh_lineage_and_continuation(tmp_path):
 
     runs = str(tmp_path)
     assert main(["refresh", "--runs-dir", runs, "--until-round", "1", *TINY]) == 0
-    round1 = pq.read_table(tmp_path / "refresh" / "round-1" / "rollouts.parquet")
-    assert set(round1["sampler_model"].to_pylist()) == {str(tmp_path / "refresh" / "round-0" / "policy")}
+    round1 = pq.read_table(tmp_path / "default-refresh" / "round-1" / "rollouts.parquet")
+    assert set(round1["sampler_model"].to_pylist()) == {str(tmp_path / "default-refresh" / "round-0" / "policy")}
     # pi_1 samples, pi_ref scores: the two log-probs differ, and the weights correct for it.
     assert (round1["sampler_logprob"].to_numpy() != round1["reference_logprob"].to_numpy()).any()
 
     assert main(["refresh", "--runs-dir", runs, *TINY]) == 0  # adds round 2
-    assert (tmp_path / "refresh" / "round-2" / "summary.json").exists()
+    assert (tmp_path / "default-refresh" / "round-2" / "summary.json").exists()
 
-    client = mlflow.MlflowClient(tracking_uri(runs))
-    experiment = client.get_experiment_by_name("bolt-refresh").experiment_id
+    client = mlflow.MlflowClient(RunsDirectory.at(runs).tracking_uri())
+    experiment = client.get_experiment_by_name("bolt-default-refresh").experiment_id
     runs_found = client.search_runs([experiment])
     parents = [r for r in runs_found if r.data.tags.get("bolt.kind") == "refresh"]
     children = sorted((r for r in runs_found if "bolt.round" in r.data.tags),
@@ -61,19 +59,20 @@ def test_refresh_lineage_and_continuation(tmp_path):
             f"round-{previous.data.tags['bolt.round']}/policy")
     assert all(c.data.tags["prefect.flow_run_id"] for c in children)
     assert all(len(c.inputs.dataset_inputs) == 2 for c in children)
-    versions = client.search_model_versions("name='bolt-refresh'")
+    versions = client.search_model_versions("name='bolt-default-refresh'")
     assert sorted(int(v.version) for v in versions) == [1, 2, 3]
-    newest = client.get_model_version_by_alias("bolt-refresh", "newest")
+    newest = client.get_model_version_by_alias("bolt-default-refresh", "newest")
     assert newest.run_id == children[-1].info.run_id
     assert any(a.path == "rounds.png" for a in client.list_artifacts(parents[0].info.run_id))
 
 
 def test_second_invocation_of_a_pipeline_is_refused(tmp_path):
-    with pipeline_lock(tmp_path, "busy"):
+    busy = RunsDirectory.at(tmp_path).pipeline("busy")
+    with busy.lock():
         with pytest.raises(BoltInputError, match=r"pipeline 'busy' is being run by pid \d+"):
-            with pipeline_lock(tmp_path, "busy"):
+            with busy.lock():
                 pass
-    with pipeline_lock(tmp_path, "busy"):  # released: usable again
+    with busy.lock():  # released: usable again
         pass
 
 
@@ -92,7 +91,7 @@ def kill_when(runs: Path, ready, log_path: Path):
         # machine crash would, and leaves nothing running.
         process = bolt("refresh", "--runs-dir", str(runs), "--until-round", "2", *CRASHABLE,
                        log=log, start_new_session=True)
-        round2 = runs / "refresh" / "round-2"
+        round2 = runs / "default-refresh" / "round-2"
         deadline = time.time() + 400
         while not ready(round2):
             assert process.poll() is None, log_path.read_text()[-3000:]
@@ -127,7 +126,7 @@ def test_sigkill_then_rerun_finishes_with_identical_tables(
 ):
     runs = tmp_path / "runs"
     kill_when(runs, ready, tmp_path / "killed.log")
-    round2 = runs / "refresh" / "round-2"
+    round2 = runs / "default-refresh" / "round-2"
     assert not (round2 / unfinished).exists(), f"the kill missed the {stage} stage"
     for table in round2.glob("*.parquet"):
         pq.read_table(table)  # every table present is whole
@@ -142,9 +141,9 @@ def test_sigkill_then_rerun_finishes_with_identical_tables(
     assert "Completed()" in finished_states(output, "weighted-sft")  # round 2 was trained now
 
     for k in range(3):
-        for name in TABLES:
-            got = pq.read_table(runs / "refresh" / f"round-{k}" / f"{name}.parquet")
-            want = pq.read_table(uninterrupted / "refresh" / f"round-{k}" / f"{name}.parquet")
-            if name == "rollouts":  # sampler paths name each run's own directory
+        for spec in ROUND_TABLES:
+            got = pq.read_table(runs / "default-refresh" / f"round-{k}" / spec.file_name)
+            want = pq.read_table(uninterrupted / "default-refresh" / f"round-{k}" / spec.file_name)
+            if spec.name == "rollouts":  # sampler paths name each run's own directory
                 got, want = (t.drop_columns(["sampler_model"]) for t in (got, want))
-            assert got.equals(want), (k, name)
+            assert got.equals(want), (k, spec.name)

@@ -7,6 +7,7 @@ import pytest
 
 from bolt_tasks.core.config import validate_round_config
 from bolt_tasks.core.errors import BoltInputError
+from bolt_tasks.core.tables import ROUND_TABLES
 
 TINY = {
     "pipeline": "tiny",
@@ -16,8 +17,6 @@ TINY = {
     "training": {"epochs": 1, "batch_size": 32},
     "evaluation": {"samples_per_prompt": 8},
 }
-TABLES = ("prompts", "rollouts", "rewards", "weights", "prompt_stats", "train_log",
-          "reference_eval", "policy_eval", "eval")
 
 
 @pytest.mark.slow
@@ -29,8 +28,8 @@ def test_round_runs_caches_and_tracks(tmp_path, capsys):
     config = validate_round_config(TINY)
     summary = bolt_round(config=config, runs_dir=str(tmp_path))
     round_dir = tmp_path / "tiny" / "round-0"
-    for name in TABLES:
-        assert (round_dir / f"{name}.parquet").exists(), name
+    for spec in ROUND_TABLES:
+        assert (round_dir / spec.file_name).exists(), spec.name
     rollouts = pq.read_table(round_dir / "rollouts.parquet")
     assert rollouts.num_rows == 48 * 4
     assert {"prompt_id", "sample_idx", "response", "response_token_ids", "sampler_logprob",
@@ -47,14 +46,14 @@ def test_round_runs_caches_and_tracks(tmp_path, capsys):
     assert (round_dir / "success_rates.png").stat().st_size > 10_000
     assert (round_dir / "policy" / "model.safetensors").exists()
 
-    runs = mlflow.MlflowClient(summary["tracking_uri"]).search_runs(
-        [mlflow.MlflowClient(summary["tracking_uri"]).get_experiment_by_name("bolt-tiny").experiment_id]
+    runs = mlflow.MlflowClient(summary.tracking_uri).search_runs(
+        [mlflow.MlflowClient(summary.tracking_uri).get_experiment_by_name("bolt-tiny").experiment_id]
     )
-    assert [r.info.run_id for r in runs] == [summary["mlflow_run_id"]]
+    assert [r.info.run_id for r in runs] == [summary.mlflow_run_id]
     run = runs[0]
     assert run.data.params["weighting.beta"] == "0.5"
     assert run.data.metrics["policy_accuracy"] == pytest.approx(saved["policy_accuracy"])
-    history = mlflow.MlflowClient(summary["tracking_uri"]).get_metric_history(run.info.run_id, "train.loss")
+    history = mlflow.MlflowClient(summary.tracking_uri).get_metric_history(run.info.run_id, "train.loss")
     assert len(history) == len(pq.read_table(round_dir / "train_log.parquet"))
 
     from bolt_cli.main import main
@@ -73,8 +72,8 @@ def test_round_runs_caches_and_tracks(tmp_path, capsys):
         bolt_round(config=changed, runs_dir=str(tmp_path))
     assert (round_dir / "rollouts.parquet").stat().st_mtime_ns == mtime
     other = bolt_round(config=changed.model_copy(update={"pipeline": "tiny-beta1"}), runs_dir=str(tmp_path))
-    assert other["mlflow_run_id"] != summary["mlflow_run_id"]
-    assert other["beta"] == 1.0 and other["round_dir"].endswith("tiny-beta1/round-0")
+    assert other.mlflow_run_id != summary.mlflow_run_id
+    assert other.beta == 1.0 and other.round_dir.endswith("tiny-beta1/round-0")
 
 
 @pytest.mark.slow
@@ -125,5 +124,5 @@ def test_round_on_user_prompt_files_and_a_user_model_directory(tmp_path):
     assert set(rewards["verifier"].to_pylist()) == {"exact_match"}
     assert set(pq.read_table(round_dir / "rollouts.parquet")["sampler_model"].to_pylist()) == {
         str(model_dir.resolve())}
-    assert summary["heldout_prompts"] == 4
-    assert summary["reference"] == str(model_dir.resolve())
+    assert summary.heldout_prompts == 4
+    assert summary.reference == str(model_dir.resolve())

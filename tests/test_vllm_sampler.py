@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from bolt_tasks.core.config import SamplingConfig, validate_round_config
-from bolt_tasks.policy.logprobs import pad_prompt_response, score_responses
+from bolt_tasks.policy.logprobs import pad_prompt_response, response_logprobs
 from bolt_tasks.policy.modeling import encode_prompts
 from bolt_tasks.sampling.rollouts import sample_rollouts
 from bolt_tasks.sampling.backends import VllmSampler, resolve_backend
@@ -87,7 +87,7 @@ def test_vllm_logprobs_agree_with_a_transformers_forward_pass(tempered_rollouts,
     sampler = tempered_rollouts["sampler_logprob"].to_numpy()
     reference = tempered_rollouts["reference_logprob"].to_numpy()
     expected_q = tempered_logprobs(model, prompts, responses, tokenizer.pad_token_id, TEMPERATURE)
-    expected_ref = score_responses(model, prompts, responses, tokenizer.pad_token_id)
+    expected_ref = response_logprobs(model, prompts, responses, tokenizer.pad_token_id)
     np.testing.assert_allclose(sampler, expected_q, atol=1e-4, rtol=0)
     np.testing.assert_allclose(reference, expected_ref, atol=1e-4, rtol=0)
     # The two columns measure different distributions at T = 0.7; agreement above is not a
@@ -110,7 +110,7 @@ def test_vllm_same_seed_same_samples(vllm_python, tiny_policy, tiny_model_dir):
     model, _ = tiny_policy
     repeated = [ids for ids in prompt_ids for _ in range(16)]
     np.testing.assert_allclose(
-        first.logprobs, score_responses(model, repeated, first.token_ids, tokenizer.pad_token_id),
+        first.logprobs, response_logprobs(model, repeated, first.token_ids, tokenizer.pad_token_id),
         atol=1e-4, rtol=0,
     )
 
@@ -149,6 +149,6 @@ def test_bolt_round_runs_with_the_vllm_backend(vllm_python, tmp_path):
                                   rollouts["reference_logprob"].to_numpy())
     assert "bolt-vllm-progress 48 48" in (round_dir / "vllm-sample.log").read_text()
     assert json.loads((round_dir / "config.json").read_text())["sampling"]["backend"] == "vllm"
-    assert 0 <= summary["policy_accuracy"] <= 1
-    run = mlflow.MlflowClient(summary["tracking_uri"]).get_run(summary["mlflow_run_id"])
+    assert 0 <= summary.policy_accuracy <= 1
+    run = mlflow.MlflowClient(summary.tracking_uri).get_run(summary.mlflow_run_id)
     assert run.data.params["sampling.backend"] == "vllm"

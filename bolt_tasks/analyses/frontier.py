@@ -18,7 +18,12 @@ import pyarrow as pa  # noqa: E402
 from prefect import task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
+from bolt_tasks.analyses.reporting import markdown_table, publish  # noqa: E402
+from bolt_tasks.core.catalogue import RunsDirectory  # noqa: E402
 from bolt_tasks.core.config import WeightingConfig  # noqa: E402
+from bolt_tasks.core.errors import BoltInputError  # noqa: E402
+from bolt_tasks.core.results import AnalysisResult, RoundSummary  # noqa: E402
+from bolt_tasks.core.storage import save_figure_atomic  # noqa: E402
 from bolt_tasks.stages.weights import compute_weights, summarize_prompt_stats  # noqa: E402
 
 DEFAULT_BETAS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 10.0)
@@ -68,17 +73,15 @@ def frontier_plot(frontier: pa.Table, out_path: str | Path, trained: pa.Table | 
     if title:
         figure.suptitle(title)
     figure.tight_layout()
-    figure.savefig(out_path, dpi=110)
+    save_figure_atomic(figure, out_path, dpi=110)
     plt.close(figure)
     return Path(out_path)
 
 
 def report_frontier(
-    frontier: pa.Table, title: str, out_dir: str | Path, runs_dir: str, params: dict,
+    frontier: pa.Table, title: str, out_dir: str | Path, runs: RunsDirectory, params: dict,
     trained: pa.Table | None = None, experiment: str = "bolt-experiments",
-) -> dict:
-    from bolt_tasks.analyses.reporting import markdown_table, publish
-
+) -> AnalysisResult:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plot = frontier_plot(frontier, out / "frontier.png", trained, title)
@@ -89,42 +92,39 @@ def report_frontier(
          markdown_table(frontier)]
         + (["## Fitted policies (held-out)", markdown_table(trained)] if trained is not None else [])
     )
-    run_id = publish(title, out, runs_dir, tables, [plot], report, params, experiment)
-    return {"report": str(out / "report.md"), "plots": [str(plot)], "mlflow_run_id": run_id,
-            "frontier": frontier.to_pylist()}
+    run_id = publish(title, out, runs, tables, [plot], report, params, experiment)
+    return AnalysisResult(report=str(out / "report.md"), plots=[str(plot)], mlflow_run_id=run_id,
+                          rows=frontier.to_pylist())
 
 
 @task(name="frontier", cache_policy=NO_CACHE)
-def frontier_task(pipeline: str, round_index: int, runs_dir: str, betas: list[float]) -> dict:
+def frontier_task(pipeline: str, round_index: int, runs: RunsDirectory, betas: list[float]) -> AnalysisResult:
     """Not cached: it takes well under a second per beta, and its inputs are whatever the
     round directory holds now."""
-    from bolt_tasks.core.errors import BoltInputError
-    from bolt_tasks.stages.round_directory import RoundLayout
-
-    layout = RoundLayout.of(runs_dir, pipeline, round_index)
+    round_dir = runs.round(pipeline, round_index)
     for name in ("rollouts", "rewards"):
-        if not Path(layout.table(name)).exists():
-            raise BoltInputError(f"{layout.table(name)}: not found; run `bolt run --pipeline {pipeline}` first")
-    table = frontier_table(layout.table("rollouts"), layout.table("rewards"), betas)
+        if not Path(round_dir.table(name)).exists():
+            raise BoltInputError(f"{round_dir.table(name)}: not found; run `bolt run --pipeline {pipeline}` first")
+    table = frontier_table(round_dir.table("rollouts"), round_dir.table("rewards"), betas)
     return report_frontier(
-        table, f"frontier of {pipeline}/round-{round_index}", layout.directory / "frontier",
-        runs_dir, {"pipeline": pipeline, "round": round_index, "betas": betas},
+        table, f"frontier of {pipeline}/round-{round_index}", round_dir.frontier,
+        runs, {"pipeline": pipeline, "round": round_index, "betas": betas},
         experiment=f"bolt-{pipeline}",
     )
 
 
 @task(name="report-e5", cache_policy=NO_CACHE)
 def report_frontier_experiment_task(
-    rollouts: str, rewards: str, betas: list[float], trained_points: list[dict], out_dir: str,
-    runs_dir: str, config_dump: dict,
-) -> dict:
+    rollouts: str, rewards: str, betas: list[float], trained_points: list[RoundSummary], out_dir: str,
+    runs: RunsDirectory, config_dump: dict,
+) -> AnalysisResult:
     trained = pa.Table.from_pylist([
-        {k: p[k] for k in ("beta", "policy_accuracy", "target_accuracy", "ref_accuracy",
-                           "target_error", "kl", "projection_gap", "mean_ess_fraction",
-                           "mean_support_price")}
+        p.model_dump(include={"beta", "policy_accuracy", "target_accuracy", "ref_accuracy",
+                              "target_error", "kl", "projection_gap", "mean_ess_fraction",
+                              "mean_support_price"})
         for p in trained_points
     ])
     return report_frontier(
         frontier_table(rollouts, rewards, betas), "E5: temperature-coverage-variance frontier",
-        out_dir, runs_dir, {"config": config_dump}, trained,
+        out_dir, runs, {"config": config_dump}, trained,
     )

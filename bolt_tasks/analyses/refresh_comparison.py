@@ -19,23 +19,25 @@ from prefect import task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 from bolt_tasks.analyses.reporting import markdown_table, publish  # noqa: E402
+from bolt_tasks.core.catalogue import RunsDirectory  # noqa: E402
+from bolt_tasks.core.results import AnalysisResult, RoundSummary  # noqa: E402
+from bolt_tasks.core.storage import save_figure_atomic  # noqa: E402
 
 COLUMNS = ("arm", "round", "train_samples_per_prompt", "cumulative_samples_per_prompt", "coverage",
            "mean_ess_fraction", "policy_accuracy", "target_accuracy", "target_error",
            "projection_gap", "kl", "ref_accuracy", "accuracy_gain_se")
 
 
-def comparison_table(one_shot: dict, refreshed: list[dict]) -> pa.Table:
-    # Summaries carry `samples_per_prompt` of the held-out evaluation; these are training samples.
-    n = one_shot["rollouts"] // one_shot["train_prompts"]
-    rows = [one_shot | {"arm": "one-shot", "round": 0, "train_samples_per_prompt": n,
-                        "cumulative_samples_per_prompt": n}]
+def comparison_table(one_shot: RoundSummary, refreshed: list[RoundSummary]) -> pa.Table:
+    n = one_shot.rollouts // one_shot.train_prompts
+    rows = [one_shot.model_dump() | {"arm": "one-shot", "round": 0, "train_samples_per_prompt": n,
+                                     "cumulative_samples_per_prompt": n}]
     total = 0
     for summary in refreshed:
-        n = summary["rollouts"] // summary["train_prompts"]
+        n = summary.rollouts // summary.train_prompts
         total += n
-        rows.append(summary | {"arm": "refresh", "train_samples_per_prompt": n,
-                               "cumulative_samples_per_prompt": total})
+        rows.append(summary.model_dump() | {"arm": "refresh", "train_samples_per_prompt": n,
+                                            "cumulative_samples_per_prompt": total})
     return pa.Table.from_pylist([{c: r[c] for c in COLUMNS} for r in rows])
 
 
@@ -63,35 +65,36 @@ def comparison_plot(table: pa.Table, out_path: Path) -> Path:
         axes.legend(fontsize=8)
     figure.suptitle("E3: refreshed sampler vs one shot, same sampling budget", fontsize=10)
     figure.tight_layout()
-    figure.savefig(out_path, dpi=110)
+    save_figure_atomic(figure, out_path, dpi=110)
     plt.close(figure)
     return out_path
 
 
 @task(name="report-e3", cache_policy=NO_CACHE)
 def report_refresh_comparison_task(
-    config_dump: dict, one_shot: dict, refreshed: list[dict], out_dir: str, runs_dir: str
-) -> dict:
+    config_dump: dict, one_shot: RoundSummary, refreshed: list[RoundSummary], out_dir: str,
+    runs: RunsDirectory,
+) -> AnalysisResult:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table = comparison_table(one_shot, refreshed)
     plot = comparison_plot(table, out / "e3_refresh_vs_one_shot.png")
     last = refreshed[-1]
-    difference = last["policy_accuracy"] - one_shot["policy_accuracy"]
-    standard_error = (last["accuracy_gain_se"] ** 2 + one_shot["accuracy_gain_se"] ** 2) ** 0.5
+    difference = last.policy_accuracy - one_shot.policy_accuracy
+    standard_error = (last.accuracy_gain_se ** 2 + one_shot.accuracy_gain_se ** 2) ** 0.5
     finding = (
-        f"After {len(refreshed)} refreshed rounds the held-out accuracy is {last['policy_accuracy']:.3f} "
-        f"against {one_shot['policy_accuracy']:.3f} for one shot with the same "
+        f"After {len(refreshed)} refreshed rounds the held-out accuracy is {last.policy_accuracy:.3f} "
+        f"against {one_shot.policy_accuracy:.3f} for one shot with the same "
         f"{table['cumulative_samples_per_prompt'][0].as_py()} samples per prompt "
         f"({100 * difference:+.1f} points, rough SE {100 * standard_error:.1f}); target error "
-        f"{last['target_error']:.3f} vs {one_shot['target_error']:.3f}; KL(pi*||pi) "
-        f"{last['projection_gap']:.3f} vs {one_shot['projection_gap']:.3f}."
+        f"{last.target_error:.3f} vs {one_shot.target_error:.3f}; KL(pi*||pi) "
+        f"{last.projection_gap:.3f} vs {one_shot.projection_gap:.3f}."
     )
     report = "\n\n".join([
         "# E3: refreshed sampler vs one shot", finding, markdown_table(table),
         "## Configuration", f"```json\n{json.dumps(config_dump, indent=2)}\n```",
     ])
-    run_id = publish("E3 refresh vs one-shot", out, runs_dir, {"e3_rounds": table}, [plot], report,
+    run_id = publish("E3 refresh vs one-shot", out, runs, {"e3_rounds": table}, [plot], report,
                      {"config": config_dump})
-    return {"report": str(out / "report.md"), "plots": [str(plot)], "mlflow_run_id": run_id,
-            "rows": table.to_pylist()}
+    return AnalysisResult(report=str(out / "report.md"), plots=[str(plot)], mlflow_run_id=run_id,
+                          rows=table.to_pylist())

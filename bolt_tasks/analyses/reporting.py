@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from bolt_tasks.core.catalogue import RunsDirectory
 from bolt_tasks.core.storage import write_table_atomic, write_text_atomic
 from bolt_tasks.core.tracking import (
     experiment_id, log_params_and_metrics, mlflow_client, numeric_metrics,
@@ -25,7 +26,7 @@ def markdown_table(table: pa.Table, digits: int = 3) -> str:
 
 
 def publish(
-    name: str, out_dir: str | Path, runs_dir: str | Path, tables: dict[str, pa.Table],
+    name: str, out_dir: str | Path, runs: RunsDirectory, tables: dict[str, pa.Table],
     plots: list[Path], report: str, params: dict, experiment: str = "bolt-experiments",
 ) -> str:
     """Write tables (Parquet) and report.md to out_dir, make Prefect artifacts when inside a
@@ -36,9 +37,9 @@ def publish(
     write_text_atomic(report, out_dir / "report.md")
     _prefect_artifacts(name, tables, report)
 
-    client = mlflow_client(runs_dir)
+    client = mlflow_client(runs)
     run = client.create_run(
-        experiment_id(client, experiment, runs_dir), run_name=name,
+        experiment_id(client, experiment, runs), run_name=name,
         tags={"bolt.analysis": name, "bolt.output_dir": str(out_dir.resolve())},
     )
     run_id = run.info.run_id

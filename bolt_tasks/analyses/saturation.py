@@ -16,16 +16,24 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
-from bolt_tasks.core.caching import stage  # noqa: E402
 from bolt_tasks.analyses.reporting import markdown_table, publish  # noqa: E402
+from bolt_tasks.core.caching import stage  # noqa: E402
+from bolt_tasks.core.catalogue import RunsDirectory  # noqa: E402
+from bolt_tasks.core.results import AnalysisResult, RoundSummary  # noqa: E402
+from bolt_tasks.core.storage import save_figure_atomic  # noqa: E402
 
-COLUMNS = ("samples_per_prompt", "epochs", "policy_accuracy", "target_accuracy", "target_error",
+SUMMARY_COLUMNS = ("policy_accuracy", "target_accuracy", "target_error",
            "target_error_noise_floor", "projection_gap", "mean_support_price", "coverage",
            "mean_ess_fraction", "ref_accuracy", "accuracy_gain_se")
 
 
-def saturation_table(points: list[dict]) -> pa.Table:
-    return pa.Table.from_pylist([{c: p[c] for c in COLUMNS} for p in points])
+def saturation_table(points: list[tuple[int, int, RoundSummary]]) -> pa.Table:
+    """One row per (training samples per prompt N, epochs, the round's summary)."""
+    return pa.Table.from_pylist([
+        {"samples_per_prompt": n, "epochs": epochs}
+        | {column: getattr(summary, column) for column in SUMMARY_COLUMNS}
+        for n, epochs, summary in points
+    ])
 
 
 def saturation_plot(table: pa.Table, fixed_n: int, fixed_epochs: int, out_path: Path) -> Path:
@@ -55,14 +63,15 @@ def saturation_plot(table: pa.Table, fixed_n: int, fixed_epochs: int, out_path: 
     panels[1].legend(fontsize=8)
     figure.suptitle("E2: one-shot saturation (beta = 0.5)", fontsize=10)
     figure.tight_layout()
-    figure.savefig(out_path, dpi=110)
+    save_figure_atomic(figure, out_path, dpi=110)
     plt.close(figure)
     return out_path
 
 
 def report_saturation(
-    config_dump: dict, points: list[dict], fixed_n: int, fixed_epochs: int, out_dir: str, runs_dir: str
-) -> dict:
+    config_dump: dict, points: list[tuple[int, int, RoundSummary]], fixed_n: int, fixed_epochs: int,
+    out_dir: str, runs: RunsDirectory,
+) -> AnalysisResult:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table = saturation_table(points)
@@ -92,14 +101,15 @@ def report_saturation(
         "## All points", markdown_table(table),
         "## Configuration", f"```json\n{json.dumps(config_dump, indent=2)}\n```",
     ])
-    run_id = publish("E2 one-shot saturation", out, runs_dir, {"e2_points": table}, [plot], report,
+    run_id = publish("E2 one-shot saturation", out, runs, {"e2_points": table}, [plot], report,
                      {"config": config_dump})
-    return {"report": str(out / "report.md"), "plots": [str(plot)], "mlflow_run_id": run_id,
-            "points": table.to_pylist()}
+    return AnalysisResult(report=str(out / "report.md"), plots=[str(plot)], mlflow_run_id=run_id,
+                          rows=table.to_pylist())
 
 
 @stage("report-e2")
 def report_saturation_task(
-    config_dump: dict, points: list[dict], fixed_n: int, fixed_epochs: int, out_dir: str, runs_dir: str
-) -> dict:
-    return report_saturation(config_dump, points, fixed_n, fixed_epochs, out_dir, runs_dir)
+    config_dump: dict, points: list[tuple[int, int, RoundSummary]], fixed_n: int, fixed_epochs: int,
+    out_dir: str, runs: RunsDirectory,
+) -> AnalysisResult:
+    return report_saturation(config_dump, points, fixed_n, fixed_epochs, out_dir, runs)

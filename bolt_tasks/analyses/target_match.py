@@ -21,11 +21,13 @@ import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402
 
-from bolt_tasks.core.caching import stage  # noqa: E402
-from bolt_tasks.core.duck import connect, sql_text, view  # noqa: E402
-from bolt_tasks.stages.evaluation import projection_gap  # noqa: E402
 from bolt_tasks.analyses.reporting import markdown_table, publish  # noqa: E402
-from bolt_tasks.core.storage import TableRef  # noqa: E402
+from bolt_tasks.core.caching import stage  # noqa: E402
+from bolt_tasks.core.catalogue import RunsDirectory  # noqa: E402
+from bolt_tasks.core.duck import connect, sql_text, view  # noqa: E402
+from bolt_tasks.core.results import AnalysisResult  # noqa: E402
+from bolt_tasks.core.storage import TableRef, save_figure_atomic  # noqa: E402
+from bolt_tasks.stages.comparison import projection_gap  # noqa: E402
 
 BETA_INDEPENDENT = ("rft", "reward", "sft")
 
@@ -118,7 +120,7 @@ def shift_plot(summary: pa.Table, out_path: Path) -> Path:
     panels[1].legend(fontsize=8, loc="lower right")
     figure.suptitle("E1: each scheme fitted to convergence on the same pi_ref rollouts", fontsize=10)
     figure.tight_layout()
-    figure.savefig(out_path, dpi=110)
+    save_figure_atomic(figure, out_path, dpi=110)
     plt.close(figure)
     return out_path
 
@@ -146,7 +148,7 @@ def error_plot(summary: pa.Table, out_path: Path) -> Path:
     figure.suptitle("E1: distance of each scheme's fit to the Boltzmann target (solid: training "
                     "prompts, light: held-out)", fontsize=10)
     figure.tight_layout()
-    figure.savefig(out_path, dpi=110)
+    save_figure_atomic(figure, out_path, dpi=110)
     plt.close(figure)
     return out_path
 
@@ -175,8 +177,8 @@ def verdicts(summary: pa.Table, tolerance: float = 0.25) -> list[str]:
 def report_target_match(
     config_dump: dict, prompts: TableRef, rollouts: TableRef, rewards: TableRef,
     reference_samples: TableRef, reference_probs: TableRef, fits: list[Fit], betas: list[float],
-    success_threshold: float, out_dir: str, runs_dir: str,
-) -> dict:
+    success_threshold: float, out_dir: str, runs: RunsDirectory,
+) -> AnalysisResult:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     per_prompt, summaries, convergence = [], [], []
@@ -207,20 +209,19 @@ def report_target_match(
         markdown_table(convergence_table, digits=5),
         "## Configuration", f"```json\n{json.dumps(config_dump, indent=2)}\n```",
     ])
-    run_id = publish("E1 target-matched weight", out, runs_dir,
+    run_id = publish("E1 target-matched weight", out, runs,
                      {"e1_summary": summary, "e1_per_prompt": pa.concat_tables(per_prompt),
                       "e1_convergence": convergence_table},
                      plots, report, {"config": config_dump})
-    return {"report": str(out / "report.md"), "plots": [str(p) for p in plots], "mlflow_run_id": run_id,
-            "summary": summary.to_pylist()}
+    return AnalysisResult(report=str(out / "report.md"), plots=[str(p) for p in plots],
+                          mlflow_run_id=run_id, rows=summary.to_pylist())
 
 
-@stage("report-e1", sql_files=("target_match", "target_match_summary", "target_macro",
-                               "projection_gap", "log_tilt", "weights"))
+@stage("report-e1")
 def report_target_match_task(
     config_dump: dict, prompts: TableRef, rollouts: TableRef, rewards: TableRef,
     reference_samples: TableRef, reference_probs: TableRef, fits: list[Fit], betas: list[float],
-    success_threshold: float, out_dir: str, runs_dir: str,
-) -> dict:
+    success_threshold: float, out_dir: str, runs: RunsDirectory,
+) -> AnalysisResult:
     return report_target_match(config_dump, prompts, rollouts, rewards, reference_samples,
-                               reference_probs, fits, betas, success_threshold, out_dir, runs_dir)
+                               reference_probs, fits, betas, success_threshold, out_dir, runs)

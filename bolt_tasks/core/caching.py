@@ -1,16 +1,21 @@
-"""How stages are cached: on their inputs and their source, results kept under the runs dir.
+"""How stages are cached: on their inputs and on all the code they run, results kept in the
+round directory.
 
-Stage outputs are TableRef/ModelRef values that carry a content digest, so a changed upstream
-table changes every downstream cache key, and an upstream stage recomputed to the same content
-(a rebuilt reference, say) leaves them valid. Prefect's default policy includes the flow run id
-(nothing would be reused across runs), hence an explicit policy. The source part hashes the
-stage's whole module, not only the thin task wrapper, so editing a stage's logic re-runs it.
+A stage's key is (its inputs by content) + (the source of every project module its module
+reaches through imports, and every SQL file those modules read), found by reading the code
+(core/imports.py), so no hand-kept list can miss a module: edit the loss in policy/logprobs.py
+and the training stage runs again, while the sampling stage, which never reaches it, stays
+cached. Stage outputs are TableRef/ModelRef values with a content digest, so a changed upstream
+table changes every downstream key, and an upstream stage recomputed to the same content leaves
+them valid. Prefect's default policy includes the flow run id (nothing would be reused across
+runs), hence an explicit policy.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
+import dataclasses
+import functools
+import time
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +25,8 @@ from prefect.cache_policies import CachePolicy
 from prefect.utilities.hashing import hash_objects
 from pydantic import BaseModel
 
-from bolt_tasks.core.duck import sql_text
+from bolt_tasks.core.duck import sql_file
+from bolt_tasks.core.imports import import_closure, module_file, sql_files_read
 from bolt_tasks.core.storage import ModelRef, TableRef
 
 
@@ -37,6 +43,8 @@ def content_identity(value):
         return {str(k): content_identity(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [content_identity(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
     return value
 
 
@@ -51,33 +59,52 @@ class StageInputs(CachePolicy):
         return hash_objects(kept, raise_on_failure=True)
 
 
+def code_sources(module: str) -> dict[str, str]:
+    """Source text of every project module `module` reaches and of every SQL file they read,
+    by name: what a stage defined in `module` runs."""
+    modules = import_closure(module)
+    sources = {name: module_file(name).read_text() for name in modules}
+    for sql in sorted(set().union(*(sql_files_read(name) for name in modules))):
+        sources[f"sql/{sql}.sql"] = sql_file(sql).read_text()
+    return sources
+
+
 @dataclass
 class StageSource(CachePolicy):
-    """Cache key part: the source of the module defining the task, of the `modules` doing its
-    work elsewhere, and of the SQL it runs."""
-
-    sql_files: tuple[str, ...] = ()
-    modules: tuple[str, ...] = ()
+    """Cache key part: all the code the task's module reaches (code_sources)."""
 
     def compute_key(self, task_ctx, inputs, flow_parameters, **kwargs: Any) -> str | None:
         if not task_ctx:
             return None
-        modules = [task_ctx.task.fn.__module__, *self.modules]
-        sources = [inspect.getsource(importlib.import_module(name)) for name in modules]
-        sources += [sql_text(name) for name in self.sql_files]
-        return hash_objects(*sources, raise_on_failure=True)
+        return hash_objects(code_sources(task_ctx.task.fn.__module__), raise_on_failure=True)
 
 
-def stage(
-    name: str, sql_files: tuple[str, ...] = (), extra_policy: CachePolicy | None = None,
-    ignore_inputs: tuple[str, ...] = (), modules: tuple[str, ...] = (),
-):
-    """Decorator for a cached BOLT stage task: keyed on inputs (but `ignore_inputs`), the source
-    of its module and of `modules`, and its SQL."""
-    policy = StageInputs(ignore=ignore_inputs) + StageSource(sql_files=sql_files, modules=modules)
+def with_seconds(result, seconds: float):
+    """The stage's result with `seconds` set on every TableRef/ModelRef in it."""
+    if isinstance(result, (TableRef, ModelRef)):
+        return dataclasses.replace(result, seconds=round(seconds, 3))
+    if isinstance(result, tuple):
+        return tuple(with_seconds(item, seconds) for item in result)
+    return result
+
+
+def stage(name: str, extra_policy: CachePolicy | None = None, ignore_inputs: tuple[str, ...] = ()):
+    """Decorator for a cached BOLT stage task, keyed on its inputs (but `ignore_inputs`) and all
+    the code it runs. The refs it returns carry its wall-clock seconds."""
+    policy = StageInputs(ignore=ignore_inputs) + StageSource()
     if extra_policy is not None:
         policy = policy + extra_policy
-    return task(name=name, cache_policy=policy, persist_result=True)
+
+    def decorate(function):
+        @functools.wraps(function)
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            result = function(*args, **kwargs)
+            return with_seconds(result, time.perf_counter() - start)
+
+        return task(name=name, cache_policy=policy, persist_result=True)(timed)
+
+    return decorate
 
 
 def stored_in(task_, directory: str | Path):

@@ -1,7 +1,7 @@
 """Configuration of a BOLT round as pydantic models.
 
 Every field carries help text: these models are the Prefect UI's parameter forms and the
-reference for what each knob does (DESIGN.md section 1 holds the math they refer to).
+reference for what each knob does (docs/DESIGN.md section 1 holds the math they refer to).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bolt_tasks.core.catalogue import refresh_pipeline_name
 from bolt_tasks.core.errors import BoltInputError
 
 
@@ -72,7 +73,7 @@ class ReferenceConfig(_Frozen):
         (0.10, 0.55, 0.90),
         description="Probability that a bootstrap label has one wrong digit, for 0/1/2 carries. "
         "The policy learns the right answer as its mode but samples wrong ones at about this "
-        "rate, so a reward tilt has something to find (shared/notes/builtin-task.md).",
+        "rate, so a reward tilt has something to find (docs/DESIGN.md, the built-in task).",
     )
     seed: int = Field(0, description="Seed of the bootstrap initialisation and data.")
 
@@ -111,7 +112,7 @@ WEIGHTING_SCHEMES = ("bolt", "boltzmann_global", "rft", "reward", "sft")
 
 
 class WeightingConfig(_Frozen):
-    """How rollouts are weighted (DESIGN section 1; each scheme is one expression in
+    """How rollouts are weighted (docs/DESIGN.md section 1; each scheme is one expression in
     sql/log_tilt.sql). BOLT: w = exp(r/beta)/Zhat(x), normalised per prompt."""
 
     scheme: Literal["bolt", "boltzmann_global", "rft", "reward", "sft"] = Field(
@@ -191,8 +192,9 @@ class RoundConfig(_Frozen):
 
     pipeline: str = Field(
         "default",
-        pattern=r"^[A-Za-z0-9_.-]+$",
-        description="Pipeline name: tables go to runs/<pipeline>/round-<k>/.",
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$",
+        description="Pipeline name: tables go to runs/<pipeline>/round-<k>/. Letters, digits, "
+        "'_', '.' and '-', starting with a letter, digit or '_'.",
     )
     round: int = Field(0, ge=0, description="Round index k (0 samples from pi_ref).")
     task: TaskConfig = Field(default_factory=TaskConfig)
@@ -220,9 +222,11 @@ class RefreshConfig(_Frozen):
     starting from pi_k. Invoked again, the pipeline continues after its last completed round."""
 
     round: RoundConfig = Field(
-        default_factory=lambda: RoundConfig(pipeline="refresh"),
+        default_factory=lambda: RoundConfig(pipeline=refresh_pipeline_name("default")),
         description="Configuration of every round (its `round` index is set per round). "
-        "weighting.eta and weighting.alpha are the mirror-descent step and anchor.",
+        "weighting.eta and weighting.alpha are the mirror-descent step and anchor. The "
+        "pipeline name gets '-refresh' appended unless it ends with it: refreshed rounds never "
+        "share a one-shot round's directory.",
     )
     add_rounds: int = Field(
         1, ge=1, description="Rounds this invocation adds after the last completed one "
@@ -231,3 +235,17 @@ class RefreshConfig(_Frozen):
     until_round: int | None = Field(
         None, ge=0, description="Instead of add_rounds: complete every round up to this index.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refresh_pipeline(cls, data):
+        if not isinstance(data, dict) or "round" not in data:
+            return data
+        round_config = data["round"]
+        if isinstance(round_config, RoundConfig):
+            round_config = round_config.model_copy(
+                update={"pipeline": refresh_pipeline_name(round_config.pipeline)})
+        elif isinstance(round_config, dict):
+            round_config = round_config | {
+                "pipeline": refresh_pipeline_name(round_config.get("pipeline", "default"))}
+        return data | {"round": round_config}

@@ -15,9 +15,15 @@ def connect() -> duckdb.DuckDBPyConnection:
     return connection
 
 
+def sql_file(name: str):
+    """sql/<name>.sql (installed as the package bolt_sql)."""
+    return resources.files("bolt_sql").joinpath(f"{name}.sql")
+
+
 def sql_text(name: str) -> str:
-    """The statement in sql/<name>.sql, without its closing semicolon so it can be embedded."""
-    return resources.files("bolt_sql").joinpath(f"{name}.sql").read_text().strip().rstrip(";")
+    """The statement in sql/<name>.sql, without its closing semicolon so it can be embedded.
+    Call it with a literal name: stages' cache keys find the SQL they run that way."""
+    return sql_file(name).read_text().strip().rstrip(";")
 
 
 def view(connection, name: str, source: pa.Table | str | Path) -> None:

@@ -1,4 +1,5 @@
-"""`bolt sql`: read-only SQL over every table of a runs directory (the views of sql/views.sql).
+"""`bolt sql`'s connection: read-only SQL over every table of a runs directory, one view per
+registered table (core/tables.py; sql/views.sql is the same views for the duckdb CLI).
 
 Two guards keep it read-only:
   1. run_query parses the text (connection.extract_statements) and runs nothing unless every
@@ -20,21 +21,16 @@ from __future__ import annotations
 
 import json
 import re
-from importlib import resources
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-from rich.console import Console
-from rich.measure import Measurement
-from rich.table import Table
-from rich.text import Text
 
+from bolt_tasks.core.catalogue import RunsDirectory
 from bolt_tasks.core.duck import connect
 from bolt_tasks.core.errors import BoltInputError
+from bolt_tasks.core.tables import VIEWS, view_statement
 
-# The relative glob every view of sql/views.sql reads, e.g. '*/round-*/rollouts.parquet'.
-_GLOB = re.compile(r"'\*/round-\*/(?P<table>[A-Za-z0-9_]+)\.parquet'")
 _GLOB_CHARACTERS = set("*?[]{}")
 # Query-tree nodes of a plain read (json_serialize_sql); e.g. DELETE_QUERY_NODE is not one.
 _READ_NODES = {"SELECT_NODE", "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE", "CTE_NODE"}
@@ -44,27 +40,14 @@ _LEADING_COMMENTS = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.DOTALL
 ALLOWED = "only SELECT, DESCRIBE, SHOW, SUMMARIZE and EXPLAIN of a SELECT are allowed"
 
 
-def view_statements(connection) -> list[tuple[str, str]]:
-    """(table file name, CREATE VIEW statement) for each view of sql/views.sql, in file order."""
-    text = Path(views_file()).read_text()
-    statements = []
-    for statement in connection.extract_statements(text):
-        match = _GLOB.search(statement.query)
-        if match is None:
-            raise RuntimeError(f"sql/views.sql: a statement without a '*/round-*/<table>.parquet' glob: "
-                               f"{statement.query[:80]!r}")
-        statements.append((match["table"], statement.query.strip().rstrip(";")))
-    return statements
-
-
 def open_runs(runs_dir: str | Path) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with the views of sql/views.sql over runs_dir.
+    """An in-memory DuckDB connection with the registry's views over runs_dir.
 
     A view is created only when its table exists for at least one pipeline and round (DuckDB
     rejects a glob that matches no file); `SHOW TABLES` lists those created. Raises
     BoltInputError when runs_dir holds no table at all, or a table's files cannot be read.
     """
-    root = Path(runs_dir).expanduser().resolve()
+    root = RunsDirectory.at(runs_dir).root
     if not root.is_dir():
         raise BoltInputError(f"{runs_dir}: no such runs directory "
                              f"(expected <runs>/<pipeline>/round-<k>/*.parquet)")
@@ -74,14 +57,13 @@ def open_runs(runs_dir: str | Path) -> duckdb.DuckDBPyConnection:
                              f"any of {''.join(sorted(_GLOB_CHARACTERS))}")
     connection = connect()
     created = 0
-    literal = prefix.replace("'", "''")
-    for table, statement in view_statements(connection):
-        if not any(root.glob(f"*/round-*/{table}.parquet")):
+    for spec in VIEWS:
+        if not any(root.glob(f"*/round-*/{spec.file_name}")):
             continue  # never written yet: no view rather than a view that fails
         try:
-            connection.execute(_GLOB.sub(lambda m: f"'{literal}/*/round-*/{m['table']}.parquet'", statement))
+            connection.execute(view_statement(spec, prefix.rstrip("/") + "/"))
         except duckdb.Error as error:
-            raise BoltInputError(f"{runs_dir}: cannot read the {table}.parquet files ({error})") from None
+            raise BoltInputError(f"{runs_dir}: cannot read the {spec.file_name} files ({error})") from None
         created += 1
     if not created:
         raise BoltInputError(f"{runs_dir}: no tables found (expected <runs>/<pipeline>/round-<k>/*.parquet; "
@@ -180,100 +162,3 @@ def run_query(connection: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
         return relations[-1].to_arrow_table()
     except duckdb.Error as error:
         raise BoltInputError(str(error)) from None
-
-
-# ----------------------------------------------------------------------------- printing, shell
-
-MAX_ROWS = 50
-MAX_CELL = 60
-
-
-def _cell(value) -> Text:
-    if value is None:
-        return Text("NULL", style="dim")
-    if isinstance(value, bool):
-        text = "true" if value else "false"
-    elif isinstance(value, float):
-        text = f"{value:.6g}"
-    elif isinstance(value, str):
-        text = value.replace("\n", "\\n")
-    elif isinstance(value, (list, tuple, dict)):
-        text = json.dumps(value, default=str)
-    else:
-        text = str(value)
-    if len(text) > MAX_CELL:
-        text = text[: MAX_CELL - 1] + "…"
-    return Text(text)
-
-
-def result_table(table: pa.Table, max_rows: int = MAX_ROWS) -> Table:
-    """A rich Table of the first max_rows rows, with the row count as caption."""
-    shown = table.slice(0, max_rows)
-    caption = (f"{table.num_rows} row{'s' if table.num_rows != 1 else ''}" if table.num_rows <= max_rows
-               else f"first {max_rows} of {table.num_rows} rows (add ORDER BY / LIMIT to choose them)")
-    rich_table = Table(caption=caption, caption_justify="left")
-    for field in table.schema:
-        numeric = any(test(field.type) for test in (pa.types.is_integer, pa.types.is_floating,
-                                                     pa.types.is_decimal))
-        rich_table.add_column(Text(field.name), justify="right" if numeric else "left",
-                              no_wrap=True, overflow="ellipsis")
-    columns = [column.to_pylist() for column in shown.columns]
-    for row in zip(*columns):
-        rich_table.add_row(*(_cell(value) for value in row))
-    return rich_table
-
-
-def print_result(console: Console, table: pa.Table, max_rows: int = MAX_ROWS) -> None:
-    """Print a query result: EXPLAIN's plan as text, anything else as a table."""
-    if table.column_names == ["explain_key", "explain_value"]:
-        for value in table.column("explain_value").to_pylist():
-            console.print(Text(str(value)))
-        return
-    rendered = result_table(table, max_rows)
-    if not console.is_terminal:
-        # A pipe or file has no width to fit: print the table as wide as its columns need.
-        width = Measurement.get(console, console.options.update(max_width=100_000), rendered).maximum
-        console = Console(file=console.file, width=max(width, console.width), highlight=False)
-    console.print(rendered)
-
-
-def views_file() -> str:
-    return str(resources.files("bolt_sql").joinpath("views.sql"))
-
-
-def usage(runs_dir: str) -> str:
-    return (
-        "bolt sql runs read-only SQL over every table of a runs directory, one view per table\n"
-        "(prompts, rollouts, rewards, weights, prompt_stats, evals, reference_eval, policy_eval,\n"
-        "train_log) with `pipeline` and `round` columns. Pass the query as an argument:\n"
-        "    bolt sql \"SELECT pipeline, round, count(*) FROM rollouts GROUP BY ALL ORDER BY ALL\""
-        f" --runs-dir {runs_dir}\n"
-        "or run `bolt sql` without one in a terminal for a prompt. With the duckdb CLI instead,\n"
-        "from inside the runs directory (the views' globs are relative to it):\n"
-        f"    cd {runs_dir} && duckdb -init {views_file()}"
-    )
-
-
-def shell(connection, console: Console, read=input) -> int:
-    """A tiny read-only prompt: one query per line; an empty line, .quit or end of input exits."""
-    try:
-        import readline  # noqa: F401  (line editing and history for input(), where available)
-    except ImportError:
-        pass
-    tables = ", ".join(row[0] for row in connection.execute("SHOW TABLES").fetchall())
-    console.print(f"read-only SQL over {tables}; one query per line, empty line or .quit to exit",
-                  highlight=False)
-    while True:
-        try:
-            line = read("bolt sql> ").strip()
-        except (EOFError, KeyboardInterrupt):
-            console.print()
-            return 0
-        if not line or line in {".quit", ".exit", "quit", "exit"}:
-            return 0
-        try:
-            print_result(console, run_query(connection, line))
-        except BoltInputError as error:
-            console.print(Text.assemble(("error:", "red"), f" {error}"), soft_wrap=True)
-        except KeyboardInterrupt:
-            console.print("interrupted")

@@ -1,8 +1,9 @@
-"""Stage outputs: atomic Parquet writes and content-addressed references to tables and models.
+"""Files on disk: every write is atomic (a temp file in the same directory, then a rename, so a
+reader or a crash never sees half a file), and stage outputs are content-addressed references.
 
 A stage returns a TableRef or ModelRef (path plus content digest). Prefect caches on task
 inputs, so the digest makes a downstream stage's cache key change whenever an upstream
-output's content does.
+output's content does. `seconds` is the stage's wall-clock time (set by core/caching.stage).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,24 +61,35 @@ def directory_digest(path: str | Path, content_limit: int = 1 << 26) -> str:
     return sha.hexdigest()[:16]
 
 
-def write_table_atomic(table: pa.Table, path: str | Path, seconds: float = 0.0) -> TableRef:
-    """Write to a temp file in the same directory, then rename: readers never see half a table."""
+@contextmanager
+def atomic_path(path: str | Path):
+    """A temporary path beside `path`, renamed to `path` when the block succeeds, removed if
+    it fails."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
     try:
-        pq.write_table(table, temp_name)
+        yield temp_name
         os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
-    return TableRef(path=str(path), digest=file_digest(path), seconds=round(seconds, 3))
+
+
+def write_table_atomic(table: pa.Table, path: str | Path) -> TableRef:
+    with atomic_path(path) as temp:
+        pq.write_table(table, temp)
+    return TableRef(path=str(path), digest=file_digest(path))
 
 
 def write_text_atomic(text: str, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(text)
-    os.replace(temp, path)
+    with atomic_path(path) as temp:
+        Path(temp).write_text(text)
+
+
+def save_figure_atomic(figure, path: str | Path, **options) -> Path:
+    """matplotlib's savefig, atomically; the format comes from `path`'s suffix."""
+    with atomic_path(path) as temp:
+        figure.savefig(temp, format=Path(path).suffix.lstrip("."), **options)
+    return Path(path)

@@ -44,7 +44,7 @@ def response_logprob_sums(
 
 
 @torch.no_grad()
-def score_responses(
+def response_logprobs(
     model,
     prompts: list[list[int]],
     responses: list[list[int]],

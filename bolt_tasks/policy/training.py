@@ -4,14 +4,13 @@
 
 log pi_theta(y|x) is the SUM of the response tokens' log-probs: prompt tokens carry no loss
 and no sequence is divided by its own length (that would fit a different policy). With the
-BOLT weights w = exp(r/beta)/Zhat(x) this is the forward-KL projection onto pi* (DESIGN s.1).
+BOLT weights w = exp(r/beta)/Zhat(x) this is the forward-KL projection onto pi* (docs/DESIGN.md section 1).
 On a CUDA GPU the forward pass runs under bf16 autocast; log-softmax is taken in float32.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -23,13 +22,8 @@ from bolt_tasks.policy.logprobs import pad_prompt_response, response_logprob_sum
 from bolt_tasks.core.caching import stage
 from bolt_tasks.policy.modeling import encode_prompts, load_policy, save_policy_atomic
 from bolt_tasks.core.progress import track
-from bolt_tasks.core.storage import ModelRef, TableRef, directory_digest, write_table_atomic
-
-TRAIN_LOG_SCHEMA = pa.schema(
-    [("step", pa.int32()), ("epoch", pa.int32()), ("loss", pa.float64()),
-     ("grad_norm", pa.float64()), ("learning_rate", pa.float64())]
-)
-
+from bolt_tasks.core.storage import ModelRef, TableRef, directory_digest
+from bolt_tasks.core.tables import TRAIN_LOG
 
 def weighted_nll(model, prompts, responses, weights: torch.Tensor, pad_id: int) -> torch.Tensor:
     """The batch loss: -(sum_i w_i * sum_t log pi(y_it)) / batch size."""
@@ -64,7 +58,6 @@ def train_policy(
     training: TrainingConfig, out_dir: str | Path, log_path: str | Path,
 ) -> TableRef:
     """Fit from start_model on the weighted rollouts; save the policy; return the loss log."""
-    start = time.perf_counter()
     model, tokenizer = load_policy(start_model)
     model.train()
     examples = weighted_examples(prompts, rollouts, weights, tokenizer)
@@ -84,7 +77,7 @@ def train_policy(
         return 0.5 * (1 + math.cos(math.pi * progress))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, learning_rate_factor)
-    log = {name: [] for name in TRAIN_LOG_SCHEMA.names}
+    log = {name: [] for name in TRAIN_LOG.schema.names}
 
     def batches():
         for epoch in range(training.epochs):
@@ -105,14 +98,12 @@ def train_policy(
         optimizer.step()
         scheduler.step()
         for name, value in zip(
-            TRAIN_LOG_SCHEMA.names, (step, epoch, loss.item(), grad_norm.item(), learning_rate)
+            TRAIN_LOG.schema.names, (step, epoch, loss.item(), grad_norm.item(), learning_rate)
         ):
             log[name].append(value)
     model.eval()
     save_policy_atomic(model, tokenizer, out_dir)
-    return write_table_atomic(
-        pa.table(log, schema=TRAIN_LOG_SCHEMA), log_path, time.perf_counter() - start
-    )
+    return TRAIN_LOG.write(pa.table(log, schema=TRAIN_LOG.schema), log_path)
 
 
 @stage("weighted-sft")
@@ -123,4 +114,4 @@ def train_task(
     log = train_policy(
         prompts.read(), rollouts.read(), weights.read(), start_model.path, training, out_dir, log_path
     )
-    return ModelRef(out_dir, directory_digest(out_dir), log.seconds), log
+    return ModelRef(out_dir, directory_digest(out_dir)), log

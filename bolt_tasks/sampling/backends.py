@@ -1,5 +1,6 @@
-"""Sampler backends behind one interface: draw N responses per prompt with log q, and score
-given responses under a model at temperature 1 (log pi_ref of another policy's samples).
+"""Sampler backends behind one interface: draw N responses per prompt with log q, and compute
+the log-probs of given responses under a model at temperature 1 (log pi_ref of another
+policy's samples).
 
 Both take token ids and return token ids, so tokenisation and decoding stay in this process
 and the two backends see exactly the same inputs.
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 
 from bolt_tasks.core.config import RoundConfig, SamplingConfig
-from bolt_tasks.policy.logprobs import score_responses
+from bolt_tasks.policy.logprobs import response_logprobs
 from bolt_tasks.policy.modeling import load_policy
 from bolt_tasks.sampling.decode import Generations, generate
 from bolt_tasks.sampling.vllm_backend import require_vllm_python, run_job, vllm_python
@@ -28,7 +29,7 @@ class Sampler(Protocol):
                log_path: Path | None = None) -> Generations:
         """samples_per_prompt responses per prompt, prompt-major: rows p*N .. p*N + N - 1."""
 
-    def score(self, model_path: str, prompt_ids: list[list[int]],
+    def response_logprobs(self, model_path: str, prompt_ids: list[list[int]],
               response_ids: list[list[int]], sampling: SamplingConfig,
               log_path: Path | None = None) -> np.ndarray:
         """log pi(response | prompt) at temperature 1, one per pair."""
@@ -45,11 +46,11 @@ class TransformersSampler:
             sampling.batch_size, sampling.seed, description=f"sample {len(repeated)} rollouts",
         )
 
-    def score(self, model_path, prompt_ids, response_ids, sampling, log_path=None) -> np.ndarray:
+    def response_logprobs(self, model_path, prompt_ids, response_ids, sampling, log_path=None) -> np.ndarray:
         model, tokenizer = load_policy(model_path)
-        return score_responses(
+        return response_logprobs(
             model, prompt_ids, response_ids, tokenizer.pad_token_id,
-            batch_size=sampling.batch_size, description="score rollouts under pi_ref",
+            batch_size=sampling.batch_size, description="log pi_ref of the rollouts",
         )
 
 
@@ -79,11 +80,11 @@ class VllmSampler:
             description=f"vLLM: sample {len(prompt_ids) * sampling.samples_per_prompt} rollouts",
         )
 
-    def score(self, model_path, prompt_ids, response_ids, sampling, log_path=None) -> np.ndarray:
+    def response_logprobs(self, model_path, prompt_ids, response_ids, sampling, log_path=None) -> np.ndarray:
         result = run_job(
-            "score", model_path, prompt_ids, self.engine_settings(sampling),
+            "logprobs", model_path, prompt_ids, self.engine_settings(sampling),
             responses=response_ids, log_path=log_path,
-            description="vLLM: score rollouts under pi_ref",
+            description="vLLM: log pi_ref of the rollouts",
         )
         return result["logprobs"]
 

@@ -1,4 +1,5 @@
-"""One vLLM job in a process of its own: sample N responses per prompt, or score responses.
+"""One vLLM job in a process of its own: sample N responses per prompt, or compute the
+log-probs of given responses.
 
 Run by bolt_tasks/vllm_backend.py as `<python with vLLM> vllm_worker.py JOB_DIR`. It imports
 only the standard library, numpy and vLLM, so it runs in an environment that has vLLM but not
@@ -119,7 +120,7 @@ def sample(llm, prompts: list[list[int]], job: dict) -> dict[str, np.ndarray]:
     }
 
 
-def score(llm, prompts: list[list[int]], responses: list[list[int]]) -> dict[str, np.ndarray]:
+def response_logprobs(llm, prompts: list[list[int]], responses: list[list[int]]) -> dict[str, np.ndarray]:
     """log pi(response | prompt) from vLLM's prompt log-probs of prompt + response."""
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
@@ -164,8 +165,8 @@ def run(job_dir: Path) -> None:
     ready = time.perf_counter()
     if job["mode"] == "sample":
         result = sample(llm, prompts, job)
-    elif job["mode"] == "score":
-        result = score(llm, prompts, split(inputs["response_tokens"], inputs["response_offsets"]))
+    elif job["mode"] == "logprobs":
+        result = response_logprobs(llm, prompts, split(inputs["response_tokens"], inputs["response_offsets"]))
     else:
         raise ValueError(f"unknown vLLM job mode {job['mode']!r}")
     result["startup_seconds"] = np.float64(ready - started)

@@ -1,14 +1,12 @@
-"""Evaluation on held-out prompts: accuracy at temperature 1 and greedy, pass@8, mean reward,
-KL(pi_theta || pi_ref), J, and the distance of the policy's success rate to its target p*.
-
-Each policy is evaluated once per prompt set (pi_ref's evaluation is shared by every round
-and beta); sql/eval.sql then joins the two and computes p* exactly.
+"""Evaluation of one policy on the held-out prompts: accuracy at temperature 1 and greedy,
+pass@8 and pass@32, mean reward, and the mean log-ratio log pi_theta - log pi_ref of its samples
+(its KL to pi_ref). Each policy is evaluated once per prompt set; stages/comparison.py puts pi_ref
+and the policy side by side.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,29 +14,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from bolt_tasks.core.caching import stage
-from bolt_tasks.core.config import EvaluationConfig, TaskConfig, WeightingConfig
-from bolt_tasks.policy.logprobs import score_responses
+from bolt_tasks.core.config import EvaluationConfig, TaskConfig
+from bolt_tasks.core.storage import ModelRef, TableRef, write_table_atomic
+from bolt_tasks.core.tables import EVAL_SAMPLES_SCHEMA, HELDOUT_EVAL_SCHEMA, SAMPLE_LOGPROBS_SCHEMA
+from bolt_tasks.policy.logprobs import response_logprobs
 from bolt_tasks.policy.modeling import encode_prompts, load_policy
 from bolt_tasks.sampling.decode import decode_responses, generate
-from bolt_tasks.core.storage import ModelRef, TableRef, write_table_atomic
 from bolt_tasks.stages.verifiers import resolve_verifier, score_one
-from bolt_tasks.stages.weights import compute_weights
-from bolt_tasks.core.duck import connect, sql_text, view
-
-POLICY_EVAL_SCHEMA = pa.schema(
-    [
-        ("prompt_id", pa.string()),
-        ("difficulty", pa.int32()),
-        ("samples", pa.int32()),
-        ("success_rate", pa.float64()),
-        ("mean_reward", pa.float64()),
-        ("greedy_success", pa.float64()),
-        ("pass_at_8", pa.float64()),
-        ("pass_at_32", pa.float64()),
-        ("mean_log_ratio", pa.float64()),
-        ("verifier_errors", pa.int32()),
-    ]
-)
 
 
 def pass_at_k(samples: int, successes: int, k: int) -> float:
@@ -48,18 +30,6 @@ def pass_at_k(samples: int, successes: int, k: int) -> float:
     return 1.0 - math.comb(samples - successes, k) / math.comb(samples, k)
 
 
-SAMPLES_SCHEMA = pa.schema(
-    [
-        ("prompt_id", pa.string()),
-        ("sample_idx", pa.int32()),
-        ("response_token_ids", pa.list_(pa.int32())),
-        ("sampler_logprob", pa.float64()),
-        ("reference_logprob", pa.float64()),
-        ("reward", pa.float64()),
-    ]
-)
-
-
 def evaluate_policy(
     prompts: pa.Table, model_path: str, reference_path: str, evaluation: EvaluationConfig,
     verifier_name: str, fallback_reward: float, out_path: str | Path, samples_path: str | Path,
@@ -67,7 +37,6 @@ def evaluate_policy(
     """Per held-out prompt statistics of one policy (out_path) and its temperature-1 samples
     with their log-probs and rewards (samples_path: the projection gap's importance sample
     when the policy is pi_ref)."""
-    start = time.perf_counter()
     heldout = prompts.filter(pc.equal(prompts["split"], "heldout"))
     model, tokenizer = load_policy(model_path)
     verifier = resolve_verifier(verifier_name)
@@ -86,9 +55,9 @@ def evaluate_policy(
         reference_logprobs = sampled.logprobs
     else:
         reference, _ = load_policy(reference_path)
-        reference_logprobs = score_responses(
+        reference_logprobs = response_logprobs(
             reference, repeated, sampled.token_ids, tokenizer.pad_token_id,
-            batch_size=evaluation.batch_size, description="score eval samples under pi_ref",
+            batch_size=evaluation.batch_size, description="log pi_ref of the evaluation samples",
         )
     log_ratio = sampled.logprobs - reference_logprobs
 
@@ -114,7 +83,7 @@ def evaluate_policy(
             "reference_logprob": reference_logprobs,
             "reward": rewards,
         },
-        schema=SAMPLES_SCHEMA,
+        schema=EVAL_SAMPLES_SCHEMA,
     )
     rewards = rewards.reshape(-1, m)
     successes = (rewards >= evaluation.success_threshold).sum(axis=1)
@@ -131,100 +100,28 @@ def evaluate_policy(
             "mean_log_ratio": log_ratio.reshape(-1, m).mean(axis=1),
             "verifier_errors": errors.reshape(-1, m).sum(axis=1),
         },
-        schema=POLICY_EVAL_SCHEMA,
+        schema=HELDOUT_EVAL_SCHEMA,
     )
     samples_ref = write_table_atomic(samples, samples_path)
-    return write_table_atomic(table, out_path, time.perf_counter() - start), samples_ref
+    return write_table_atomic(table, out_path), samples_ref
 
 
-def score_samples(samples: pa.Table, prompts: pa.Table, model_path: str, out_path: str | Path) -> TableRef:
+
+def sample_logprobs(samples: pa.Table, prompts: pa.Table, model_path: str, out_path: str | Path) -> TableRef:
     """log pi_theta of stored samples: (prompt_id, sample_idx, policy_logprob)."""
-    start = time.perf_counter()
     model, tokenizer = load_policy(model_path)
     prompt_text = dict(zip(prompts["prompt_id"].to_pylist(), prompts["prompt"].to_pylist()))
     prompt_ids = encode_prompts(tokenizer, [prompt_text[p] for p in samples["prompt_id"].to_pylist()])
-    logprobs = score_responses(
+    logprobs = response_logprobs(
         model, prompt_ids, samples["response_token_ids"].to_pylist(), tokenizer.pad_token_id,
-        batch_size=2048, description=f"score samples under {Path(model_path).name}",
+        batch_size=2048, description=f"log-probs of samples under {Path(model_path).name}",
     )
     table = pa.table(
         {"prompt_id": samples["prompt_id"], "sample_idx": samples["sample_idx"],
-         "policy_logprob": logprobs}
+         "policy_logprob": logprobs},
+        schema=SAMPLE_LOGPROBS_SCHEMA,
     )
-    return write_table_atomic(table, out_path, time.perf_counter() - start)
-
-
-def projection_gap(
-    samples: pa.Table | str, rewards: pa.Table | str, policy_logprobs: pa.Table | str, beta: float
-) -> pa.Table:
-    """Per prompt KL(pi* || pi_theta) by self-normalised importance sampling over stored samples
-    (sql/projection_gap.sql, with the BOLT weights of sql/weights.sql). `samples` carries the
-    rollout columns, `rewards` their rewards (the same table for evaluation samples)."""
-    weights, _ = compute_weights(samples, rewards, WeightingConfig(beta=beta))
-    connection = connect()
-    view(connection, "samples", samples)
-    view(connection, "policy_logprobs", policy_logprobs)
-    connection.register("weights", weights)
-    return connection.sql(sql_text("projection_gap")).to_arrow_table()
-
-
-def _binomial_pmf(trials: int, rates: np.ndarray) -> np.ndarray:
-    """pmf[i, k] = P(Binomial(trials, rates[i]) = k)."""
-    k = np.arange(trials + 1)
-    log_choose = np.array([math.lgamma(trials + 1) - math.lgamma(j + 1) - math.lgamma(trials - j + 1) for j in k])
-    rates = np.clip(rates[:, None], 1e-300, 1 - 1e-16)
-    return np.exp(log_choose + k * np.log(rates) + (trials - k) * np.log1p(-rates))
-
-
-def target_error_noise_floor(reference_rates: np.ndarray, samples: int, target_grid: np.ndarray) -> float:
-    """E|p_hat_theta - p*(p_hat_ref)| for a policy exactly on target, both rates from `samples`
-    draws, plugging in the measured reference rates: the target_error a perfect fit would show.
-    target_grid[k] is p*(k / samples)."""
-    reference_rates = np.asarray(reference_rates, dtype=float)
-    true_targets = np.interp(reference_rates, np.arange(samples + 1) / samples, target_grid)
-    policy_pmf = _binomial_pmf(samples, true_targets)  # [prompt, k1]
-    reference_pmf = _binomial_pmf(samples, reference_rates)  # [prompt, k2]
-    distance = np.abs(np.arange(samples + 1)[:, None] / samples - target_grid[None, :])  # [k1, k2]
-    return float(np.einsum("pa,ab,pb->p", policy_pmf, distance, reference_pmf).mean())
-
-
-def combine_evaluations(
-    reference_eval: str, policy_eval: str, reference_samples: str, policy_logprobs: str,
-    beta: float, out_path: str | Path,
-) -> TableRef:
-    """eval.parquet: pi_ref and the policy per held-out prompt, with p* and the projection gap
-    KL(pi* || pi_theta) (sql/eval.sql)."""
-    start = time.perf_counter()
-    gap = projection_gap(reference_samples, reference_samples, policy_logprobs, beta)
-    connection = connect()
-    connection.execute(sql_text("target_macro"))
-    view(connection, "reference_eval", reference_eval)
-    view(connection, "policy_eval", policy_eval)
-    connection.register("projection_gap", gap)
-    table = connection.sql(sql_text("eval"), params={"beta": beta}).to_arrow_table()
-    return write_table_atomic(table, out_path, time.perf_counter() - start)
-
-
-def heldout_summary(eval_path: str, beta: float) -> dict:
-    """Held-out means of eval.parquet (sql/eval_summary.sql) and the target_error noise floor."""
-    connection = connect()
-    connection.execute(sql_text("target_macro"))
-    view(connection, "eval", eval_path)
-    summary = connection.sql(sql_text("eval_summary"), params={"beta": beta}).to_arrow_table()
-    summary = summary.to_pylist()[0]
-    samples = int(summary["samples_per_prompt"])
-    grid = np.array(
-        connection.sql(
-            "SELECT target_success_rate(range / $m, $beta) FROM range(CAST($m AS BIGINT) + 1) "
-            "ORDER BY range",
-            params={"m": float(samples), "beta": beta},
-        ).fetchall()
-    )[:, 0]
-    reference_rates = connection.sql("SELECT reference_success_rate FROM eval").fetchnumpy()
-    summary["target_error_noise_floor"] = target_error_noise_floor(
-        reference_rates["reference_success_rate"], samples, grid
-    )
-    return summary
+    return write_table_atomic(table, out_path)
 
 
 @stage("evaluate-policy")
@@ -238,20 +135,6 @@ def evaluate_task(
     )
 
 
-@stage("score-samples")
-def score_samples_task(samples: TableRef, prompts: TableRef, model: ModelRef, out_path: str) -> TableRef:
-    return score_samples(samples.read(), prompts.read(), model.path, out_path)
-
-
-@stage(
-    "compare-to-target",
-    sql_files=("target_macro", "eval", "projection_gap", "log_tilt", "weights", "prompt_stats"),
-)
-def combine_task(
-    reference_eval: TableRef, policy_eval: TableRef, reference_samples: TableRef,
-    policy_logprobs: TableRef, beta: float, out_path: str,
-) -> TableRef:
-    return combine_evaluations(
-        reference_eval.path, policy_eval.path, reference_samples.path, policy_logprobs.path,
-        beta, out_path,
-    )
+@stage("logprobs-of-samples")
+def sample_logprobs_task(samples: TableRef, prompts: TableRef, model: ModelRef, out_path: str) -> TableRef:
+    return sample_logprobs(samples.read(), prompts.read(), model.path, out_path)

@@ -8,7 +8,6 @@ before anything is written.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -20,17 +19,8 @@ from bolt_tasks.stages import arithmetic
 from bolt_tasks.core.caching import stage
 from bolt_tasks.core.config import TaskConfig
 from bolt_tasks.core.errors import BoltInputError
-from bolt_tasks.core.storage import TableRef, file_digest, write_table_atomic
-
-PROMPT_SCHEMA = pa.schema(
-    [
-        ("prompt_id", pa.string()),
-        ("prompt", pa.string()),
-        ("answer", pa.string()),
-        ("split", pa.string()),
-        ("difficulty", pa.int32()),
-    ]
-)
+from bolt_tasks.core.storage import TableRef, file_digest
+from bolt_tasks.core.tables import PROMPTS
 
 
 def _raw_records(path: Path) -> list[tuple[str, dict]]:
@@ -86,7 +76,7 @@ def load_prompt_file(path: str | Path, split: str) -> list[dict]:
 def build_prompts(task: TaskConfig) -> pa.Table:
     if task.prompts_file is None:
         return arithmetic.prompts_table(task.seed, task.train_prompts, task.heldout_prompts).cast(
-            PROMPT_SCHEMA
+            PROMPTS.schema
         )
     train = load_prompt_file(task.prompts_file, "train")
     heldout = load_prompt_file(task.heldout_file, "heldout")
@@ -100,13 +90,11 @@ def build_prompts(task: TaskConfig) -> pa.Table:
     clash = [r["prompt_id"] for r in heldout if r["prompt_id"] in train_ids]
     if clash:
         raise BoltInputError(f"{task.heldout_file}: field 'id' {clash[0]!r} is also a training id")
-    return pa.Table.from_pylist(train + heldout, schema=PROMPT_SCHEMA)
+    return pa.Table.from_pylist(train + heldout, schema=PROMPTS.schema)
 
 
 def write_prompts(task: TaskConfig, out_path: str | Path) -> TableRef:
-    start = time.perf_counter()
-    table = build_prompts(task)
-    return write_table_atomic(table, out_path, time.perf_counter() - start)
+    return PROMPTS.write(build_prompts(task), out_path)
 
 
 class PromptFilesContent(CachePolicy):

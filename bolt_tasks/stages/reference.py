@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from bolt_tasks.stages import arithmetic
 from bolt_tasks.core.config import ReferenceConfig, TaskConfig
 from bolt_tasks.core.caching import stage
+from bolt_tasks.core.catalogue import RunsDirectory
 from bolt_tasks.policy.modeling import character_tokenizer, save_policy_atomic
 from bolt_tasks.core.progress import track
 from bolt_tasks.core.storage import ModelRef, directory_digest
@@ -62,10 +62,9 @@ def _bootstrap_batches(reference: ReferenceConfig, split_seed: int, heldout_prom
 
 def train_reference(
     reference: ReferenceConfig, split_seed: int, heldout_prompts: int, out_dir: str | Path
-) -> float:
-    """Build, train and save the reference policy to out_dir; returns training seconds. Only
+) -> None:
+    """Build, train and save the reference policy to out_dir. Only
     the held-out split matters to it: bootstrap data never includes held-out prompts."""
-    start = time.perf_counter()
     tokenizer = character_tokenizer()
     model = build_model(len(tokenizer), tokenizer, reference.seed)
     optimizer = torch.optim.AdamW(
@@ -96,14 +95,12 @@ def train_reference(
         scheduler.step()
     model.eval()
     save_policy_atomic(model, tokenizer, out_dir)
-    return time.perf_counter() - start
 
 
-def embedded_reference_dir(runs_dir: str | Path, reference: ReferenceConfig, task: TaskConfig) -> Path:
+def embedded_reference_dir(runs: RunsDirectory, reference: ReferenceConfig, task: TaskConfig) -> Path:
     """runs/reference/embedded-<key>: one directory per bootstrap recipe and data split."""
     recipe = reference.model_dump_json() + f"|split seed={task.seed} heldout={task.heldout_prompts}"
-    key = hashlib.sha256(recipe.encode()).hexdigest()[:12]
-    return Path(runs_dir) / "reference" / f"embedded-{key}"
+    return runs.embedded_reference(hashlib.sha256(recipe.encode()).hexdigest()[:12])
 
 
 @stage("bootstrap-reference")
@@ -112,8 +109,8 @@ def bootstrap_reference_task(
 ) -> ModelRef:
     """Keyed on the recipe and the held-out split only, so rounds with any number of training
     prompts share one reference."""
-    seconds = train_reference(reference, split_seed, heldout_prompts, out_dir)
-    return ModelRef(out_dir, directory_digest(out_dir), round(seconds, 3))
+    train_reference(reference, split_seed, heldout_prompts, out_dir)
+    return ModelRef(out_dir, directory_digest(out_dir))
 
 
 @task(name="resolve-reference", cache_policy=NO_CACHE)

@@ -1,4 +1,4 @@
-"""Plots logged to MLflow: matplotlib, Agg backend (no display)."""
+"""A round's plots, logged to MLflow: matplotlib, Agg backend (no display), written atomically."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
+
+from bolt_tasks.core.storage import save_figure_atomic  # noqa: E402
 
 
 def success_rate_plot(eval_path: str, beta: float, out_path: str | Path) -> Path:
@@ -40,7 +42,7 @@ def success_rate_plot(eval_path: str, beta: float, out_path: str | Path) -> Path
     axes.set_xlim(-0.02, 1.02)
     axes.set_ylim(-0.02, 1.02)
     figure.tight_layout()
-    figure.savefig(out_path, dpi=120)
+    save_figure_atomic(figure, out_path, dpi=120)
     plt.close(figure)
     return Path(out_path)
 
@@ -53,6 +55,6 @@ def loss_plot(train_log_path: str, out_path: str | Path) -> Path:
     axes.set_ylabel("weighted NLL")
     axes.set_title("weighted-SFT loss")
     figure.tight_layout()
-    figure.savefig(out_path, dpi=120)
+    save_figure_atomic(figure, out_path, dpi=120)
     plt.close(figure)
     return Path(out_path)

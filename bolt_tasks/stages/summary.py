@@ -1,59 +1,61 @@
-"""Round summary: config.json, summary.json and the before/after plot in the round directory."""
+"""Round summary: summary.json and the round's plots, from its tables."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from bolt_tasks.core.caching import stage
+from bolt_tasks.core.catalogue import RoundDirectory
 from bolt_tasks.core.config import RoundConfig
 from bolt_tasks.core.duck import connect, sql_text, view
-from bolt_tasks.stages.evaluation import heldout_summary
+from bolt_tasks.core.results import RoundOutputs, RoundSummary, StageSeconds, TrainingDataFigures
+from bolt_tasks.core.storage import write_text_atomic
+from bolt_tasks.stages.comparison import heldout_summary
 from bolt_tasks.stages.round_plots import loss_plot, success_rate_plot
-from bolt_tasks.core.storage import ModelRef, TableRef, write_text_atomic
 from bolt_tasks.stages.weights import summarize_prompt_stats
 
 
-def training_data_summary(outputs: dict[str, TableRef | ModelRef]) -> dict:
+def training_data_summary(outputs: RoundOutputs) -> TrainingDataFigures:
     """Sampling, scoring and weighting statistics of the round's training rollouts."""
     connection = connect()
-    for name in ("rollouts", "rewards"):
-        view(connection, name, outputs[name].path)
-    summary = connection.sql(sql_text("rollout_stats")).to_arrow_table().to_pylist()[0]
-    return summary | summarize_prompt_stats(outputs["prompt_stats"].path)
+    view(connection, "rollouts", outputs.scored.rollouts.path)
+    view(connection, "rewards", outputs.scored.rewards.path)
+    rollout_stats = connection.sql(sql_text("rollout_stats")).to_arrow_table().to_pylist()[0]
+    return TrainingDataFigures(**rollout_stats, **summarize_prompt_stats(outputs.prompt_stats.path))
 
 
-def summarize_round(
-    config: RoundConfig, outputs: dict[str, TableRef | ModelRef], round_dir: str | Path
-) -> dict:
-    """Everything `bolt run` reports, from the round's tables; outputs maps stage -> output."""
-    round_dir = Path(round_dir)
-    summary = {"pipeline": config.pipeline, "round": config.round, "beta": config.weighting.beta}
-    summary |= heldout_summary(outputs["eval"].path, config.weighting.beta)
-    summary |= training_data_summary(outputs)
-    summary["stage_seconds"] = {
-        "prompts": outputs["prompts"].seconds,
-        "bootstrap": outputs["reference"].seconds,
-        "sampling": outputs["rollouts"].seconds,
-        "scoring": outputs["rewards"].seconds,
-        "weights": outputs["weights"].seconds,
-        "training": outputs["policy"].seconds,
-        "evaluation": round(
-            outputs["reference_eval"].seconds + outputs["policy_eval"].seconds
-            + outputs["policy_logprobs"].seconds + outputs["eval"].seconds, 3,
+def stage_seconds(outputs: RoundOutputs) -> StageSeconds:
+    return StageSeconds(
+        prompts=outputs.scored.prompts.seconds,
+        bootstrap=outputs.scored.reference.seconds,
+        sampling=outputs.scored.rollouts.seconds,
+        scoring=outputs.scored.rewards.seconds,
+        weights=outputs.weights.seconds,
+        training=outputs.policy.seconds,
+        evaluation=round(
+            outputs.reference_eval.seconds + outputs.policy_eval.seconds
+            + outputs.policy_logprobs.seconds + outputs.eval.seconds, 3,
         ),
-    }
-    summary["round_dir"] = str(round_dir)
-    summary["policy"] = outputs["policy"].path
-    summary["reference"] = outputs["reference"].path
-    summary["sampler"] = outputs["sampler"].path
-    success_rate_plot(outputs["eval"].path, config.weighting.beta, round_dir / "success_rates.png")
-    loss_plot(outputs["train_log"].path, round_dir / "loss.png")
-    write_text_atomic(json.dumps(config.model_dump(mode="json"), indent=2), round_dir / "config.json")
-    write_text_atomic(json.dumps(summary, indent=2), round_dir / "summary.json")
+    )
+
+
+def summarize_round(config: RoundConfig, outputs: RoundOutputs, round_dir: RoundDirectory) -> RoundSummary:
+    """Everything `bolt run` reports, from the round's tables."""
+    beta = config.weighting.beta
+    summary = RoundSummary(
+        pipeline=config.pipeline, round=config.round, beta=beta,
+        **heldout_summary(outputs.eval.path, beta).model_dump(),
+        **training_data_summary(outputs).model_dump(),
+        stage_seconds=stage_seconds(outputs),
+        round_dir=str(round_dir.directory),
+        policy=outputs.policy.path,
+        reference=outputs.scored.reference.path,
+        sampler=outputs.scored.sampler.path,
+    )
+    success_rate_plot(outputs.eval.path, beta, round_dir.success_rates_png)
+    loss_plot(outputs.train_log.path, round_dir.loss_png)
+    write_text_atomic(summary.model_dump_json(indent=2), round_dir.summary_json)
     return summary
 
 
-@stage("summarize-round", sql_files=("eval_summary", "weights_summary", "rollout_stats", "target_macro"))
-def summarize_task(config: RoundConfig, outputs: dict, round_dir: str) -> dict:
+@stage("summarize-round")
+def summarize_task(config: RoundConfig, outputs: RoundOutputs, round_dir: RoundDirectory) -> RoundSummary:
     return summarize_round(config, outputs, round_dir)

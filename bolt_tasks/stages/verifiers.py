@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import math
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,20 +18,10 @@ from bolt_tasks.core.caching import stage
 from bolt_tasks.core.config import TaskConfig
 from bolt_tasks.core.errors import BoltInputError
 from bolt_tasks.core.progress import track
-from bolt_tasks.core.storage import TableRef, write_table_atomic
+from bolt_tasks.core.storage import TableRef
+from bolt_tasks.core.tables import REWARDS
 
 Verifier = Callable[[str, str, str, str], float]
-
-REWARD_SCHEMA = pa.schema(
-    [
-        ("prompt_id", pa.string()),
-        ("sample_idx", pa.int32()),
-        ("reward", pa.float64()),
-        ("verifier", pa.string()),
-        ("error", pa.string()),
-    ]
-)
-
 
 def arithmetic_verifier(prompt: str, answer: str, response: str, finish_reason: str) -> float:
     """1 iff the text before EOS is exactly the answer and EOS was emitted."""
@@ -79,7 +68,6 @@ def score_one(verifier: Verifier, prompt, answer, response, finish_reason, fallb
 def score_rollouts(
     prompts: pa.Table, rollouts: pa.Table, verifier_name: str, fallback: float, out_path: str | Path
 ) -> TableRef:
-    start = time.perf_counter()
     verifier = resolve_verifier(verifier_name)
     by_id = {row["prompt_id"]: row for row in prompts.select(["prompt_id", "prompt", "answer"]).to_pylist()}
     rows = rollouts.select(["prompt_id", "sample_idx", "response", "finish_reason"]).to_pylist()
@@ -99,9 +87,9 @@ def score_rollouts(
             "verifier": [verifier_name] * len(rows),
             "error": errors,
         },
-        schema=REWARD_SCHEMA,
+        schema=REWARDS.schema,
     )
-    return write_table_atomic(table, out_path, time.perf_counter() - start)
+    return REWARDS.write(table, out_path)
 
 
 @stage("score-rollouts")

@@ -6,7 +6,6 @@ ESS is computed by the SQL files in sql/ (the package `bolt_sql`).
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,7 +14,8 @@ from bolt_tasks.core.caching import stage
 from bolt_tasks.core.config import WeightingConfig
 from bolt_tasks.core.duck import connect, sql_text, view
 from bolt_tasks.core.errors import BoltInputError
-from bolt_tasks.core.storage import TableRef, write_table_atomic
+from bolt_tasks.core.storage import TableRef
+from bolt_tasks.core.tables import PROMPT_STATS, WEIGHTS
 
 
 def _check_rewards(connection, rewards_path: str, scheme: str) -> None:
@@ -64,13 +64,11 @@ def write_weights(
     rollouts_path: str, rewards_path: str, weighting: WeightingConfig,
     weights_path: str | Path, stats_path: str | Path,
 ) -> tuple[TableRef, TableRef]:
-    start = time.perf_counter()
     weights, stats = compute_weights(rollouts_path, rewards_path, weighting)
-    seconds = time.perf_counter() - start
-    return write_table_atomic(weights, weights_path, seconds), write_table_atomic(stats, stats_path)
+    return WEIGHTS.write(weights, weights_path), PROMPT_STATS.write(stats, stats_path)
 
 
-@stage("weights", sql_files=("validate_rewards", "log_tilt", "weights", "prompt_stats"))
+@stage("weights")
 def weights_task(
     rollouts: TableRef, rewards: TableRef, weighting: WeightingConfig, weights_path: str,
     stats_path: str,

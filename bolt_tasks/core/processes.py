@@ -1,0 +1,48 @@
+"""No orphans: a `bolt` command that is told to stop takes every process it started with it.
+
+Prefect's temporary API server (a uvicorn subprocess) is stopped by an atexit hook, and the
+vLLM worker by the job's own except clause. Python's default SIGTERM kills the process without
+running either, and the server would live on holding a port and ~200 MB. So SIGTERM and SIGHUP
+become SystemExit, like Ctrl-C becomes KeyboardInterrupt: finally blocks and atexit hooks run.
+A last atexit hook terminates any child still alive (a worker of a library that does not
+clean up after itself), and kills it if it does not stop within a few seconds.
+"""
+
+from __future__ import annotations
+
+import atexit
+import signal
+
+import psutil
+
+GRACE_SECONDS = 5.0
+
+
+def _exit_on_signal(signum, frame):
+    # Prefect's flow engine, when it sees SIGTERM itself, re-sends it to this process after
+    # marking the run crashed: this handler then ends the process the same clean way.
+    raise SystemExit(128 + signum)
+
+
+def stop_children() -> None:
+    """Terminate the processes this one started (and theirs), then kill what is left."""
+    children = psutil.Process().children(recursive=True)
+    for child in children:
+        try:
+            child.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(children, timeout=GRACE_SECONDS)
+    for child in alive:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+def stop_with_children_on_signals() -> None:
+    """Call once, early, in a command's main thread."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _exit_on_signal)
+    # atexit runs hooks last-registered first: this one runs after Prefect's server hook.
+    atexit.register(stop_children)
