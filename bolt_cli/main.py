@@ -18,7 +18,7 @@ from rich.text import Text  # noqa: E402
 from bolt_cli.printing import console, print_refresh, print_report, print_summary  # noqa: E402
 from bolt_tasks.core.config import RoundConfig, validate_round_config  # noqa: E402
 from bolt_tasks.core.errors import BoltInputError  # noqa: E402
-from bolt_tasks.core.processes import stop_with_children_on_signals  # noqa: E402
+from bolt_tasks.core.processes import Stopped, stop_with_children_on_signals  # noqa: E402
 
 SHORTCUTS = {
     "beta": "weighting.beta",
@@ -258,3 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     except BoltInputError as error:
         console.print(Text.assemble(("error:", "red"), f" {error}"), soft_wrap=True, highlight=False)
         return 2
+    except (KeyboardInterrupt, Stopped) as stop:
+        # Every finished stage is cached and every table was renamed into place whole.
+        console.print(f"stopped ({getattr(stop, 'signal_name', 'SIGINT')}): finished stages are "
+                      "cached; the same command continues where this one stopped", markup=False)
+        return 130 if isinstance(stop, KeyboardInterrupt) else stop.code

@@ -1,6 +1,7 @@
 """Against a real Prefect server on 127.0.0.1: `bolt serve` serves the deployments, a triggered
 bolt-round completes and lands in MLflow, and an active interval schedule adds refresh rounds
-on its own. Every process started here is stopped here."""
+on its own, and SIGTERM stops `bolt serve` with the flow runs it started. Every process started
+here is stopped here."""
 
 import json
 import os
@@ -16,6 +17,7 @@ import mlflow
 import pytest
 
 from bolt_tasks.core.catalogue import RunsDirectory
+from cli_runs import session_processes
 
 TINY = ["--set", "reference.steps=60", "--set", "reference.batch_size=32",
         "--train-prompts", "24", "--set", "task.heldout_prompts=16",
@@ -79,7 +81,7 @@ def served(tmp_path_factory):
         wait_for(lambda: "bolt-round" in subprocess.run(
             [str(BIN / "prefect"), "deployment", "ls"], env=env, capture_output=True, text=True
         ).stdout, 120, "the served deployments")
-        yield {"env": env, "runs": runs, "home": home}
+        yield {"env": env, "runs": runs, "home": home, "serving": serving}
     finally:
         for process in (serving, server):
             if process is not None:
@@ -113,3 +115,19 @@ def test_active_schedule_adds_rounds_untriggered(served):
     import pyarrow.parquet as pq
 
     assert set(pq.read_table(rollouts)["sampler_model"].to_pylist()) == {str(pipeline / "round-0" / "policy")}
+
+
+@pytest.mark.slow
+def test_sigterm_stops_serve_and_the_flow_runs_it_started(served):
+    serving = served["serving"]
+    # The 20 s refresh schedule keeps a flow run going in a subprocess of `bolt serve`.
+    wait_for(lambda: len(session_processes(serving.pid)) > 1, 300, "a served flow run in progress")
+    started = [" ".join(p.cmdline()) for p in session_processes(serving.pid)]
+    os.kill(serving.pid, signal.SIGTERM)  # `kill PID`: the main process only
+    # Prefect's runner gives a flow run it cancels up to 30 s to exit before SIGKILL.
+    deadline = time.time() + 40
+    while session_processes(serving.pid) and time.time() < deadline:
+        time.sleep(0.2)
+    left = [" ".join(p.cmdline()) for p in session_processes(serving.pid)]
+    assert not left, (f"left 40 s after SIGTERM: {left}; started: {started}; serve log: "
+                      + (served["home"] / "serve.log").read_text()[-3000:])

@@ -2,8 +2,6 @@
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -11,9 +9,10 @@ import mlflow
 import pyarrow.parquet as pq
 import pytest
 
+from bolt_tasks.core.catalogue import RunsDirectory
 from bolt_tasks.core.errors import BoltInputError
 from bolt_tasks.core.tables import ROUND_TABLES
-from bolt_tasks.core.catalogue import RunsDirectory
+from cli_runs import bolt, finished_states
 
 TINY = ["--set", "reference.steps=60", "--set", "reference.batch_size=32",
         "--train-prompts", "24", "--set", "task.heldout_prompts=16",
@@ -21,13 +20,6 @@ TINY = ["--set", "reference.steps=60", "--set", "reference.batch_size=32",
         "--set", "training.batch_size=8"]
 # Slower sampling and training in round 2, so a kill lands inside the stage it aims at.
 CRASHABLE = TINY + ["--set", "sampling.batch_size=4", "--set", "training.epochs=3"]
-
-
-def bolt(*args, log=None, **popen):
-    command = [sys.executable, "-m", "bolt_cli", *args]
-    if log is None:
-        return subprocess.run(command, capture_output=True, text=True, timeout=600)
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, **popen)
 
 
 @pytest.mark.slow
@@ -99,11 +91,6 @@ def kill_when(runs: Path, ready, log_path: Path):
             time.sleep(0.02)
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-
-
-def finished_states(output: str, task: str) -> list[str]:
-    return [line.split("Finished in state ")[1].strip() for line in output.splitlines()
-            if f"Task run '{task}-" in line and "Finished in state" in line]
 
 
 @pytest.mark.slow

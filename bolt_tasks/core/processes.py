@@ -18,10 +18,18 @@ import psutil
 GRACE_SECONDS = 5.0
 
 
+class Stopped(SystemExit):
+    """The process was told to stop (SIGTERM, SIGHUP)."""
+
+    def __init__(self, signum: int):
+        super().__init__(128 + signum)
+        self.signal_name = signal.Signals(signum).name
+
+
 def _exit_on_signal(signum, frame):
     # Prefect's flow engine, when it sees SIGTERM itself, re-sends it to this process after
     # marking the run crashed: this handler then ends the process the same clean way.
-    raise SystemExit(128 + signum)
+    raise Stopped(signum)
 
 
 def stop_children() -> None:

@@ -1,0 +1,34 @@
+"""Running `bolt` as a user does, in a process of its own, and reading what Prefect logged."""
+
+import os
+import subprocess
+import sys
+
+import psutil
+
+
+def bolt(*args, log=None, env=None, cwd=None, **popen):
+    """`python -m bolt_cli ARGS`: run to completion (captured), or started with output to `log`."""
+    command = [sys.executable, "-m", "bolt_cli", *args]
+    if log is None:
+        return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=cwd)
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd, **popen)
+
+
+def finished_states(output: str, task: str) -> list[str]:
+    """The final states Prefect logged for the runs of `task`, e.g. ['Cached(type=COMPLETED)']."""
+    return [line.split("Finished in state ")[1].strip() for line in output.splitlines()
+            if f"Task run '{task}-" in line and "Finished in state" in line]
+
+
+def session_processes(session_id: int) -> list[psutil.Process]:
+    """Every live process of session `session_id` (a process started with start_new_session
+    and everything it started, wherever they were reparented)."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if os.getsid(process.pid) == session_id and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+        except (ProcessLookupError, psutil.NoSuchProcess, PermissionError):
+            continue
+    return found

@@ -1,0 +1,84 @@
+"""A `bolt` command told to stop (SIGTERM, or Ctrl-C's SIGINT) takes every process it started
+with it: Prefect's temporary API server, the vLLM worker. Checked on the real process tree: the
+command runs in a session of its own and the signal goes to its main process only, as `kill PID`
+does; after 10 s nothing of that session may be left."""
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from cli_runs import bolt, session_processes
+
+TINY = ["--set", "reference.steps=3000", "--set", "reference.batch_size=32",
+        "--train-prompts", "16", "--set", "task.heldout_prompts=8",
+        "--set", "evaluation.samples_per_prompt=8", "--samples-per-prompt", "2"]
+
+
+def stop_midway(tmp_path: Path, args: list[str], ready, signum: int) -> tuple[str, list[str]]:
+    """Start `bolt ARGS`, wait until ready(runs dir, its output so far) and until it has child
+    processes, send `signum` to its main process, and return its output once nothing of it is
+    left, and the command lines of the processes it had started."""
+    runs = tmp_path / "runs"
+    log_path = tmp_path / "bolt.log"
+    with open(log_path, "w") as log:
+        process = bolt(*args, "--runs-dir", str(runs), log=log, start_new_session=True)
+        try:
+            deadline = time.time() + 300
+            while not (ready(runs, log_path.read_text()) and len(session_processes(process.pid)) > 1):
+                assert process.poll() is None, log_path.read_text()[-3000:]
+                assert time.time() < deadline, "never got to the point to stop it at"
+                time.sleep(0.1)
+            started = [" ".join(p.cmdline()) for p in session_processes(process.pid)]
+            os.kill(process.pid, signum)
+            deadline = time.time() + 10
+            while session_processes(process.pid) and time.time() < deadline:
+                time.sleep(0.2)
+            left = [(p.pid, p.cmdline()) for p in session_processes(process.pid)]
+            assert not left, f"left running 10 s after the signal: {left}; it had started {started}"
+            assert process.wait(5) != 0
+        finally:
+            if process.poll() is None or session_processes(process.pid):
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    return log_path.read_text(), started
+
+
+def bootstrapping(runs: Path, output: str) -> bool:
+    """Inside the bootstrap stage's training loop (3000 steps: it lasts a while)."""
+    return "bootstrap reference policy: " in output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_stopping_bolt_run_leaves_no_process(tmp_path, signum):
+    output, started = stop_midway(tmp_path, ["run", *TINY], bootstrapping, signum)
+    assert any("uvicorn" in command for command in started)  # Prefect's temporary server
+    assert f"stopped ({signal.Signals(signum).name}): finished stages are cached" in output
+
+
+@pytest.mark.slow
+def test_stopping_bolt_refresh_leaves_no_process(tmp_path):
+    stop_midway(tmp_path, ["refresh", "--until-round", "1", *TINY], bootstrapping, signal.SIGTERM)
+
+
+@pytest.mark.slow
+def test_stopping_bolt_experiment_leaves_no_process(tmp_path):
+    experiment = ["experiment", "e2", "--set", "round.reference.steps=3000",
+                  "--set", "round.task.train_prompts=16", "--set", "epochs=[1]",
+                  "--set", "samples_per_prompt=[2]", "--set", "fixed_samples_per_prompt=2"]
+    stop_midway(tmp_path, experiment, bootstrapping, signal.SIGTERM)
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_stopping_bolt_run_while_vllm_samples_leaves_no_process(tmp_path):
+    vllm = ["run", *TINY, "--set", "reference.steps=40", "--set", "sampling.backend=vllm"]
+
+    def sampling(runs: Path, output: str) -> bool:
+        return any(runs.glob("*/round-0/vllm-sample.log"))
+
+    _, started = stop_midway(tmp_path, vllm, sampling, signal.SIGTERM)
+    assert any("vllm_worker.py" in command for command in started)
