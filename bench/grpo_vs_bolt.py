@@ -29,15 +29,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from bolt_tasks.stages.arithmetic import prompts_table
+from bolt_tasks.core.catalogue import RunsDirectory
 from bolt_tasks.core.config import (
-    ReferenceConfig, SamplingConfig, TaskConfig, TrainingConfig, WeightingConfig,
+    ReferenceConfig,
+    SamplingConfig,
+    TaskConfig,
+    TrainingConfig,
+    WeightingConfig,
 )
 from bolt_tasks.policy.logprobs import response_logprobs
 from bolt_tasks.policy.modeling import encode_prompts, load_policy
-from bolt_tasks.stages.reference import embedded_reference_dir, train_reference
-from bolt_tasks.sampling.rollouts import sample_rollouts
 from bolt_tasks.policy.training import train_policy
+from bolt_tasks.sampling.rollouts import sample_rollouts
+from bolt_tasks.stages.arithmetic import prompts_table
+from bolt_tasks.stages.reference import embedded_reference_dir, train_reference
 from bolt_tasks.stages.verifiers import score_rollouts
 from bolt_tasks.stages.weights import compute_weights
 
@@ -138,11 +143,12 @@ def main() -> None:
     parser.add_argument("--beta", type=float, default=0.5)
     args = parser.parse_args()
     torch.manual_seed(0)
-    out = Path(args.runs_dir).resolve() / "experiments" / "e4"
+    runs = RunsDirectory.at(args.runs_dir)
+    out = runs.experiment("e4")
     out.mkdir(parents=True, exist_ok=True)
 
     reference_config, task = ReferenceConfig(), TaskConfig()
-    reference = embedded_reference_dir(args.runs_dir, reference_config, task).resolve()
+    reference = embedded_reference_dir(runs, reference_config, task)
     if not (reference / "model.safetensors").exists():
         train_reference(reference_config, task.seed, task.heldout_prompts, reference)
     reference = str(reference)

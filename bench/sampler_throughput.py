@@ -29,15 +29,20 @@ import pyarrow.compute as pc
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from bolt_tasks.stages.arithmetic import prompts_table
+from bolt_tasks.core.catalogue import RunsDirectory
 from bolt_tasks.core.config import ReferenceConfig, SamplingConfig, TaskConfig
 from bolt_tasks.policy.modeling import (
-    character_tokenizer, encode_prompts, load_policy, load_tokenizer, pick_device,
+    character_tokenizer,
+    encode_prompts,
+    load_policy,
+    load_tokenizer,
+    pick_device,
 )
-from bolt_tasks.stages.reference import embedded_reference_dir, train_reference
 from bolt_tasks.sampling.backends import TransformersSampler, VllmSampler
 from bolt_tasks.sampling.decode import generate
 from bolt_tasks.sampling.vllm_backend import worker_environment
+from bolt_tasks.stages.arithmetic import prompts_table
+from bolt_tasks.stages.reference import embedded_reference_dir, train_reference
 
 
 def wide_model(out_dir: Path) -> Path:
@@ -56,7 +61,7 @@ def wide_model(out_dir: Path) -> Path:
 
 def embedded_model(runs_dir: str) -> Path:
     reference, task = ReferenceConfig(), TaskConfig()
-    directory = embedded_reference_dir(runs_dir, reference, task).resolve()
+    directory = embedded_reference_dir(RunsDirectory.at(runs_dir), reference, task)
     if not (directory / "model.safetensors").exists():
         train_reference(reference, task.seed, task.heldout_prompts, directory)
     return directory

@@ -18,7 +18,10 @@ from prefect.schedules import Cron, Interval
 from bolt_tasks.core.catalogue import RunsDirectory
 from bolt_tasks.core.config import RefreshConfig, RoundConfig
 from flows.experiments import (
-    experiment_frontier, experiment_refresh, experiment_saturation, experiment_target_match,
+    experiment_frontier,
+    experiment_refresh,
+    experiment_saturation,
+    experiment_target_match,
 )
 from flows.frontier import bolt_frontier
 from flows.refresh import bolt_refresh

@@ -11,7 +11,10 @@ from prefect import flow
 
 from bolt_tasks.analyses.answer_probability import answer_probability_task
 from bolt_tasks.analyses.experiment_config import (
-    FrontierExperimentConfig, RefreshExperimentConfig, SaturationConfig, TargetMatchConfig,
+    FrontierExperimentConfig,
+    RefreshExperimentConfig,
+    SaturationConfig,
+    TargetMatchConfig,
 )
 from bolt_tasks.analyses.frontier import report_frontier_experiment_task
 from bolt_tasks.analyses.refresh_comparison import report_refresh_comparison_task

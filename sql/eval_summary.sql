@@ -1,4 +1,4 @@
--- Held-out summary over sql/eval.sql's rows. J = mean reward - beta * KL (DESIGN.md s.1).
+-- Held-out summary over sql/eval.sql's rows. J = mean reward - beta * KL (docs/DESIGN.md section 1).
 -- accuracy_gain_se is the paired standard error over prompts of the per-prompt gain.
 -- Parameters: $beta. Tables used: eval.
 SELECT

@@ -1,4 +1,4 @@
--- Per scored rollout, before any normalisation (DESIGN.md section 1):
+-- Per scored rollout, before any normalisation (docs/DESIGN.md section 1):
 --   log_tilt          the Boltzmann log-tilt  l_i = r_i/beta + log pi_ref(y_i|x) - log q(y_i|x)
 --                     (the importance term is 0 when the sampler q is pi_ref itself);
 --                     it defines log Zhat, pi* and the diagnostics whatever the scheme

@@ -1,5 +1,5 @@
 -- The projection gap KL(pi* || pi_theta) per prompt, by self-normalised importance sampling
--- over stored samples y_i ~ q (DESIGN.md section 1). With the BOLT weights of those samples,
+-- over stored samples y_i ~ q (docs/DESIGN.md section 1). With the BOLT weights of those samples,
 --   log pi*(y_i|x) = log q(y_i|x) + log w_i       (log w_i = l_i - log Zhat(x))
 --   KL(x) = sum_i (w_i / N) * (log pi*(y_i|x) - log pi_theta(y_i|x))
 -- Tables used: samples (sampler_logprob), weights (sql/weights.sql over the same samples),

@@ -1,4 +1,4 @@
--- Per-prompt statistics and diagnostics of the weighted rollouts (DESIGN.md section 1).
+-- Per-prompt statistics and diagnostics of the weighted rollouts (docs/DESIGN.md section 1).
 --   log_z          log Zhat(x) = logsumexp_j(l_j) - log N   (Boltzmann tilt l, any scheme)
 --   ess            (sum_i w_i)^2 / sum_i w_i^2 of the scheme's weights, from log-weights;
 --                  ess_fraction = ESS/N (0 when every weight is 0: rft on a prompt with no success)

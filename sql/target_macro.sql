@@ -1,4 +1,4 @@
--- The exact per-prompt Boltzmann target success rate for 0/1 rewards (DESIGN.md section 1):
+-- The exact per-prompt Boltzmann target success rate for 0/1 rewards (docs/DESIGN.md section 1):
 --   p* = p e^(1/beta) / (p e^(1/beta) + 1 - p),  p = pi_ref's success rate on the prompt.
 -- Written as a logistic of the target log-odds z = logit(p) + 1/beta, never exponentiating a
 -- positive number, so beta down to 1e-4 cannot overflow.

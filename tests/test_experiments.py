@@ -6,11 +6,13 @@ import mlflow
 import pyarrow.parquet as pq
 import pytest
 
-from bolt_tasks.core.config import validate_round_config
 from bolt_tasks.analyses.experiment_config import (
-    FrontierExperimentConfig, SaturationConfig, TargetMatchConfig,
+    FrontierExperimentConfig,
+    SaturationConfig,
+    TargetMatchConfig,
 )
 from bolt_tasks.core.catalogue import RunsDirectory
+from bolt_tasks.core.config import validate_round_config
 
 TINY_ROUND = {
     "task": {"train_prompts": 16, "heldout_prompts": 16},
@@ -83,9 +85,8 @@ def test_e5_puts_fitted_policies_on_the_frontier(runs_dir):
 
 @pytest.mark.slow
 def test_e3_compares_refresh_with_one_shot_at_equal_budget(runs_dir):
-    from flows.experiments import experiment_refresh
-
     from bolt_tasks.analyses.experiment_config import RefreshExperimentConfig
+    from flows.experiments import experiment_refresh
 
     config = RefreshExperimentConfig(round=tiny_round("e3t"), rounds=2, total_samples_per_prompt=4)
     result = experiment_refresh(config=config, runs_dir=runs_dir)

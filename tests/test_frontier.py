@@ -4,8 +4,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from bolt_tasks.core.config import WeightingConfig
 from bolt_tasks.analyses.frontier import frontier_plot, frontier_table
+from bolt_tasks.core.config import WeightingConfig
 from bolt_tasks.stages.weights import compute_weights
 
 

@@ -6,8 +6,8 @@ import pyarrow as pa
 from bolt_tasks.core.config import SamplingConfig
 from bolt_tasks.policy.logprobs import response_logprobs
 from bolt_tasks.policy.modeling import encode_prompts
-from bolt_tasks.sampling.rollouts import sample_rollouts
 from bolt_tasks.sampling.decode import generate
+from bolt_tasks.sampling.rollouts import sample_rollouts
 
 # Prompts of different lengths: exercises left padding, the attention mask and position ids.
 PROMPTS = ["07+85=", "1+2=", "99+99=", "abc def=", "5="]

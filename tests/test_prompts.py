@@ -6,9 +6,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from bolt_tasks.stages import arithmetic
 from bolt_tasks.core.config import TaskConfig
 from bolt_tasks.core.errors import BoltInputError
+from bolt_tasks.stages import arithmetic
 from bolt_tasks.stages.prompts import build_prompts, write_prompts
 
 

@@ -1,11 +1,11 @@
-"""Every weighting scheme of DESIGN.md section 1 against an independent numpy reference, the
+"""Every weighting scheme of docs/DESIGN.md section 1 against an independent numpy reference, the
 per-prompt diagnostics on hand-computed cases, and the exactness test: weighted maximum
 likelihood on a tabular softmax policy lands on the policy each scheme induces, and only
 bolt (and boltzmann_global, when the sampler is pi_ref) lands on the Boltzmann target
 
     pi*(y|x) = pi_ref(y|x) exp(r(x,y)/beta) / Z(x).
 
-Scheme log-weights s_i before normalisation (DESIGN.md table):
+Scheme log-weights s_i before normalisation (docs/DESIGN.md, the table of schemes):
     bolt              r/beta + log pi_ref - log q     normalised per prompt (mean 1 per prompt)
     boltzmann_global  r/beta                          normalised by one global mean
     rft               0 if r >= rft_threshold else -inf

@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from bolt_cli.main import console, main
-from bolt_tasks.core.errors import BoltInputError
 from bolt_cli.sql_shell import shell
+from bolt_tasks.core.errors import BoltInputError
 from bolt_tasks.core.readonly_sql import open_runs, run_query
 
 SAMPLES = 2

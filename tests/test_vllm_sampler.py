@@ -14,8 +14,8 @@ import torch
 from bolt_tasks.core.config import SamplingConfig, validate_round_config
 from bolt_tasks.policy.logprobs import pad_prompt_response, response_logprobs
 from bolt_tasks.policy.modeling import encode_prompts
-from bolt_tasks.sampling.rollouts import sample_rollouts
 from bolt_tasks.sampling.backends import VllmSampler, resolve_backend
+from bolt_tasks.sampling.rollouts import sample_rollouts
 from bolt_tasks.sampling.vllm_backend import VllmUnavailable, require_vllm_python, run_job
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]

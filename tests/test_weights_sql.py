@@ -1,5 +1,5 @@
 """The weights SQL (sql/log_tilt.sql, sql/weights.sql, sql/prompt_stats.sql,
-sql/validate_rewards.sql) against an independent numpy implementation of DESIGN.md section 1:
+sql/validate_rewards.sql) against an independent numpy implementation of docs/DESIGN.md section 1:
 
     l_i        = r_i/beta + log pi_ref(y_i|x) - log q(y_i|x)
     log w_i    = l_i - logsumexp_j(l_j) + log N

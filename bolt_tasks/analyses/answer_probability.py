@@ -13,10 +13,10 @@ import numpy as np
 import pyarrow as pa
 
 from bolt_tasks.core.caching import stage
-from bolt_tasks.policy.logprobs import response_logprobs
-from bolt_tasks.policy.modeling import encode_prompts, load_policy
 from bolt_tasks.core.storage import ModelRef, TableRef, write_table_atomic
 from bolt_tasks.core.tables import ANSWER_PROBABILITY_SCHEMA
+from bolt_tasks.policy.logprobs import response_logprobs
+from bolt_tasks.policy.modeling import encode_prompts, load_policy
 
 
 def answer_probabilities(prompts: pa.Table, model_path: str, out_path: str | Path) -> TableRef:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from bolt_tasks.core.config import (
-    RoundConfig, SamplingConfig, TaskConfig, TrainingConfig, _Frozen,
-)
 from bolt_tasks.analyses.frontier import DEFAULT_BETAS
+from bolt_tasks.core.config import (
+    RoundConfig,
+    SamplingConfig,
+    TaskConfig,
+    TrainingConfig,
+    _Frozen,
+)
 
 
 class TargetMatchConfig(_Frozen):

@@ -11,7 +11,10 @@ import pyarrow as pa
 from bolt_tasks.core.catalogue import RunsDirectory
 from bolt_tasks.core.storage import write_table_atomic, write_text_atomic
 from bolt_tasks.core.tracking import (
-    experiment_id, log_params_and_metrics, mlflow_client, numeric_metrics,
+    experiment_id,
+    log_params_and_metrics,
+    mlflow_client,
+    numeric_metrics,
 )
 
 

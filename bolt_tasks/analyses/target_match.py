@@ -9,8 +9,8 @@ coverage) and against pi_ref's rate, and on held-out prompts (generalisation).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -19,7 +19,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
-import pyarrow.compute as pc  # noqa: E402
 
 from bolt_tasks.analyses.reporting import markdown_table, publish  # noqa: E402
 from bolt_tasks.core.caching import stage  # noqa: E402

@@ -73,7 +73,7 @@ class ReferenceConfig(_Frozen):
         (0.10, 0.55, 0.90),
         description="Probability that a bootstrap label has one wrong digit, for 0/1/2 carries. "
         "The policy learns the right answer as its mode but samples wrong ones at about this "
-        "rate, so a reward tilt has something to find (docs/DESIGN.md, the built-in task).",
+        "rate, so a reward tilt has something to find (docs/DESIGN.md, 'The built-in task').",
     )
     seed: int = Field(0, description="Seed of the bootstrap initialisation and data.")
 

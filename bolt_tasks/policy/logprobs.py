@@ -1,7 +1,7 @@
 """Sequence log-probabilities: log pi(y|x) = sum over response tokens of log pi(y_t | x, y_<t).
 
 The trainer, the sampler's reference scoring and the evaluation's KL all use this sum; never a
-per-token mean, which would change the distribution being fit (DESIGN section 1).
+per-token mean, which would change the distribution being fit (docs/DESIGN.md section 1).
 """
 
 from __future__ import annotations

@@ -17,13 +17,14 @@ from pathlib import Path
 import pyarrow as pa
 import torch
 
-from bolt_tasks.core.config import TrainingConfig
-from bolt_tasks.policy.logprobs import pad_prompt_response, response_logprob_sums
 from bolt_tasks.core.caching import stage
-from bolt_tasks.policy.modeling import encode_prompts, load_policy, save_policy_atomic
+from bolt_tasks.core.config import TrainingConfig
 from bolt_tasks.core.progress import track
 from bolt_tasks.core.storage import ModelRef, TableRef, directory_digest
 from bolt_tasks.core.tables import TRAIN_LOG
+from bolt_tasks.policy.logprobs import pad_prompt_response, response_logprob_sums
+from bolt_tasks.policy.modeling import encode_prompts, load_policy, save_policy_atomic
+
 
 def weighted_nll(model, prompts, responses, weights: torch.Tensor, pad_id: int) -> torch.Tensor:
     """The batch loss: -(sum_i w_i * sum_t log pi(y_it)) / batch size."""

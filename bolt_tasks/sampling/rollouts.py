@@ -9,13 +9,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from bolt_tasks.core.caching import stage
+from bolt_tasks.core.catalogue import RoundDirectory
 from bolt_tasks.core.config import SamplingConfig
+from bolt_tasks.core.storage import ModelRef, TableRef
+from bolt_tasks.core.tables import ROLLOUTS
 from bolt_tasks.policy.modeling import encode_prompts, load_tokenizer
 from bolt_tasks.sampling.backends import sampler_for
 from bolt_tasks.sampling.decode import decode_responses
-from bolt_tasks.core.catalogue import RoundDirectory
-from bolt_tasks.core.storage import ModelRef, TableRef
-from bolt_tasks.core.tables import ROLLOUTS
+
 
 def sample_rollouts(
     prompts: pa.Table,

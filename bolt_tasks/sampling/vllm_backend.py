@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bolt_tasks.sampling import vllm_worker
 from bolt_tasks.core.progress import run_logger
+from bolt_tasks.sampling import vllm_worker
 
 PROJECT_VENV = Path(__file__).resolve().parents[2] / ".venv-vllm"
 # vLLM's CPU build reserves 4 GiB of KV cache per engine unless told; the embedded policy needs

@@ -57,7 +57,7 @@ def noisy_answer(a: int, b: int, noise_by_carries: tuple[float, float, float], r
     """The bootstrap label: with a difficulty-dependent probability, one digit is wrong.
 
     This makes the reference policy right as its mode but wrong in a share of its samples,
-    which is what a reward tilt can fix (shared/notes/builtin-task.md).
+    which is what a reward tilt can fix (docs/DESIGN.md, "The built-in task").
     """
     answer = list(answer_text(a, b))
     if rng.random() < noise_by_carries[carries(a, b)]:

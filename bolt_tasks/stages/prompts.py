@@ -15,12 +15,12 @@ import pyarrow.parquet as pq
 from prefect.cache_policies import CachePolicy
 from prefect.utilities.hashing import hash_objects
 
-from bolt_tasks.stages import arithmetic
 from bolt_tasks.core.caching import stage
 from bolt_tasks.core.config import TaskConfig
 from bolt_tasks.core.errors import BoltInputError
 from bolt_tasks.core.storage import TableRef, file_digest
 from bolt_tasks.core.tables import PROMPTS
+from bolt_tasks.stages import arithmetic
 
 
 def _raw_records(path: Path) -> list[tuple[str, dict]]:

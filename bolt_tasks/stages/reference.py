@@ -18,13 +18,13 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from bolt_tasks.stages import arithmetic
-from bolt_tasks.core.config import ReferenceConfig, TaskConfig
 from bolt_tasks.core.caching import stage
 from bolt_tasks.core.catalogue import RunsDirectory
-from bolt_tasks.policy.modeling import character_tokenizer, save_policy_atomic
+from bolt_tasks.core.config import ReferenceConfig, TaskConfig
 from bolt_tasks.core.progress import track
 from bolt_tasks.core.storage import ModelRef, directory_digest
+from bolt_tasks.policy.modeling import character_tokenizer, save_policy_atomic
+from bolt_tasks.stages import arithmetic
 
 
 def build_model(vocab_size: int, tokenizer, seed: int) -> LlamaForCausalLM:

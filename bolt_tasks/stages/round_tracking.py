@@ -13,7 +13,13 @@ from bolt_tasks.core.catalogue import RoundDirectory, RunsDirectory
 from bolt_tasks.core.config import RoundConfig
 from bolt_tasks.core.results import RoundSummary
 from bolt_tasks.core.tables import MLFLOW_TABLES, ROLLOUTS, WEIGHTS
-from bolt_tasks.core.tracking import experiment_id, flatten, log_params_and_metrics, mlflow_client, numeric_metrics
+from bolt_tasks.core.tracking import (
+    experiment_id,
+    flatten,
+    log_params_and_metrics,
+    mlflow_client,
+    numeric_metrics,
+)
 
 
 def log_round(
