@@ -50,7 +50,7 @@ def response_logprobs(
     responses: list[list[int]],
     pad_id: int,
     batch_size: int = 512,
-    description: str = "score log-probs",
+    description: str = "log-probs of responses",
 ) -> np.ndarray:
     """log pi(response | prompt) for each pair, with one separate forward pass at temperature 1."""
     device = next(model.parameters()).device
