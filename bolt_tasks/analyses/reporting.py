@@ -43,7 +43,7 @@ def publish(
     client = mlflow_client(runs)
     run = client.create_run(
         experiment_id(client, experiment, runs), run_name=name,
-        tags={"bolt.analysis": name, "bolt.output_dir": str(out_dir.resolve())},
+        tags={"bolt.analysis": name, "bolt.output_dir": str(out_dir)},
     )
     run_id = run.info.run_id
     now = int(time.time() * 1000)
