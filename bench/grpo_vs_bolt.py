@@ -116,7 +116,7 @@ def run_bolt(reference: str, prompts: pa.Table, accuracy: HeldOutAccuracy, round
         start = time.perf_counter()
         rollouts = sample_rollouts(prompts, sampler, reference, SamplingConfig(samples_per_prompt=samples),
                                    k, work / f"rollouts-{k}.parquet").read()
-        rewards = score_rollouts(prompts, rollouts, "arithmetic", 0.0, work / f"rewards-{k}.parquet").read()
+        rewards = score_rollouts(prompts, rollouts, TaskConfig(), work / f"rewards-{k}.parquet").read()
         weights, _ = compute_weights(rollouts, rewards, weighting)
         policy = work / f"policy-{k}"
         train_policy(prompts, rollouts, weights, sampler, training, policy, work / f"log-{k}.parquet")

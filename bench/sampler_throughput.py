@@ -31,8 +31,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from bolt_tasks.core.catalogue import RunsDirectory
 from bolt_tasks.core.config import ReferenceConfig, SamplingConfig, TaskConfig
+from bolt_tasks.policy.character_tokenizer import character_tokenizer
 from bolt_tasks.policy.modeling import (
-    character_tokenizer,
     encode_prompts,
     load_policy,
     load_tokenizer,

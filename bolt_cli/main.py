@@ -1,91 +1,69 @@
-"""The `bolt` command: the top of the house, above the flows and the deployments."""
+"""The `bolt` command: the top of the house, above the flows and the deployments.
+
+Commands that run a round check its inputs first, in this process, before any Prefect server
+starts: a bad input costs a second and one line on stderr (exit code 2). Any other failure is
+one line too (exit code 1); --debug shows tracebacks.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 import time
-from pathlib import Path
 
 from bolt_tasks.core.runtime import configure_environment
 
 configure_environment()  # before Prefect is imported anywhere
 
-from pydantic import ValidationError  # noqa: E402
+from rich.console import Console  # noqa: E402
 from rich.text import Text  # noqa: E402
 
+from bolt_cli.options import (  # noqa: E402
+    add_config_arguments,
+    build_config,
+    build_experiment_config,
+    build_refresh_config,
+)
 from bolt_cli.printing import console, print_refresh, print_report, print_summary  # noqa: E402
-from bolt_tasks.core.config import RoundConfig, validate_round_config  # noqa: E402
+from bolt_tasks.core.catalogue import RunsDirectory  # noqa: E402
 from bolt_tasks.core.errors import BoltInputError  # noqa: E402
 from bolt_tasks.core.processes import Stopped, stop_with_children_on_signals  # noqa: E402
 
-SHORTCUTS = {
-    "beta": "weighting.beta",
-    "samples_per_prompt": "sampling.samples_per_prompt",
-    "train_prompts": "task.train_prompts",
-    "prompts": "task.prompts_file",
-    "heldout": "task.heldout_file",
-    "reference_model": "reference.model",
-    "pipeline": "pipeline",
+errors = Console(stderr=True, highlight=False)
+EXPERIMENTS = {
+    "e1": ("experiment_target_match", "TargetMatchConfig", "E1 target-matched weight"),
+    "e2": ("experiment_saturation", "SaturationConfig", "E2 one-shot saturation"),
+    "e3": ("experiment_refresh", "RefreshExperimentConfig", "E3 refresh vs one shot"),
+    "e5": ("experiment_frontier", "FrontierExperimentConfig", "E5 frontier with fitted points"),
 }
 
 
-def _set(data: dict, dotted: str, value) -> None:
-    *parents, leaf = dotted.split(".")
-    for key in parents:
-        data = data.setdefault(key, {})
-    data[leaf] = value
+def start_prefect(args: argparse.Namespace) -> None:
+    """In a process of its own: start the temporary Prefect server (unless PREFECT_API_URL
+    names one) and keep Prefect's tracebacks off the console (unless --debug)."""
+    if not args.own_process:
+        return
+    from bolt_tasks.core import prefect_server
+    from bolt_tasks.core.runtime import hide_prefect_tracebacks
+
+    prefect_server.start(log=lambda line: console.print(line, markup=False))
+    if not args.debug:
+        hide_prefect_tracebacks()
 
 
-def _parse_value(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
+def check_then_start_prefect(args: argparse.Namespace, round_config) -> None:
+    """Check the round's inputs before anything starts, then start Prefect."""
+    from bolt_tasks.stages.input_checks import check_round_inputs
 
-
-def _apply_assignments(data: dict, assignments: list[str] | None, example: str) -> dict:
-    """--set KEY=VALUE options into a nested dict; VALUE is JSON when it parses as JSON."""
-    for assignment in assignments or []:
-        key, separator, value = assignment.partition("=")
-        if not separator:
-            raise BoltInputError(f"--set {assignment!r}: expected KEY=VALUE{example}")
-        _set(data, key, _parse_value(value))
-    return data
-
-
-def build_config(args: argparse.Namespace) -> RoundConfig:
-    data: dict = {}
-    if args.config:
-        try:
-            data = json.loads(Path(args.config).read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise BoltInputError(f"{args.config}: cannot read configuration ({error})") from None
-    for name, dotted in SHORTCUTS.items():
-        if getattr(args, name) is not None:
-            _set(data, dotted, getattr(args, name))
-    _apply_assignments(data, args.set, ", e.g. weighting.beta=0.25")
-    return validate_round_config(data)
-
-
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--runs-dir", default="runs", help="where runs, caches and MLflow live")
-    parser.add_argument("--config", help="JSON file with a RoundConfig (any subset of fields)")
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
-                        help="override one field, e.g. --set training.epochs=3 (repeatable)")
-    parser.add_argument("--pipeline", help="pipeline name (runs/<pipeline>/round-<k>)")
-    parser.add_argument("--beta", type=float, help="KL temperature beta > 0")
-    parser.add_argument("--samples-per-prompt", type=int, help="N responses per prompt")
-    parser.add_argument("--train-prompts", type=int, help="training prompts of the built-in task")
-    parser.add_argument("--prompts", help="your training prompts (.jsonl or .parquet)")
-    parser.add_argument("--heldout", help="your held-out prompts (.jsonl or .parquet)")
-    parser.add_argument("--reference-model", help="model directory or hub id to use as pi_ref")
+    check_round_inputs(round_config, RunsDirectory.at(args.runs_dir))
+    start_prefect(args)
 
 
 def command_run(args: argparse.Namespace) -> int:
     config = build_config(args)
-    from flows.round import bolt_round  # Prefect import: after the environment is configured
+    check_then_start_prefect(args, config)
+    from flows.round import bolt_round
 
     start = time.perf_counter()
     summary = bolt_round(config=config, runs_dir=args.runs_dir)
@@ -94,39 +72,50 @@ def command_run(args: argparse.Namespace) -> int:
 
 
 def command_refresh(args: argparse.Namespace) -> int:
-    from bolt_tasks.core.config import RefreshConfig
+    config = build_refresh_config(args)
+    check_then_start_prefect(args, config.round)
     from flows.refresh import bolt_refresh
 
-    # RefreshConfig puts the rounds in pipeline <pipeline>-refresh (one rule, core/catalogue.py).
-    config = RefreshConfig(round=build_config(args), add_rounds=args.add_rounds,
-                           until_round=args.until_round)
     start = time.perf_counter()
     print_refresh(bolt_refresh(config=config, runs_dir=args.runs_dir), time.perf_counter() - start)
     return 0
 
 
-def command_serve(args: argparse.Namespace) -> int:
-    import os
-
-    if not os.environ.get("PREFECT_API_URL"):
-        raise BoltInputError(
-            "bolt serve needs a Prefect server: start one with `prefect server start --host "
-            "127.0.0.1` and set PREFECT_API_URL=http://127.0.0.1:4200/api")
-    from deployments.serve import serve_deployments
-
-    serve_deployments(
-        runs_dir=args.runs_dir, round_config=build_config(args), refresh_cron=args.refresh_cron,
-        refresh_interval_seconds=args.refresh_interval, refresh_active=args.refresh_active,
-    )
-    return 0
-
-
 def command_bootstrap(args: argparse.Namespace) -> int:
     config = build_config(args)
+    check_then_start_prefect(args, config)
     from flows.bootstrap import bootstrap_reference
 
     model = bootstrap_reference(config.reference, config.task, args.runs_dir)
     console.print(f"reference policy: {model.path} (trained in {model.seconds:.1f}s)", markup=False)
+    return 0
+
+
+def command_experiment(args: argparse.Namespace) -> int:
+    from bolt_tasks.analyses import experiment_config
+
+    flow_name, config_name, _ = EXPERIMENTS[args.name]
+    config = build_experiment_config(getattr(experiment_config, config_name), args.name, args.set)
+    check_then_start_prefect(args, config.round)
+    import flows.experiments
+
+    print_report(getattr(flows.experiments, flow_name)(config=config, runs_dir=args.runs_dir))
+    return 0
+
+
+def command_serve(args: argparse.Namespace) -> int:
+    if not os.environ.get("PREFECT_API_URL"):
+        raise BoltInputError(
+            "bolt serve needs a Prefect server: start one with `prefect server start --host "
+            "127.0.0.1` and set PREFECT_API_URL=http://127.0.0.1:4200/api")
+    config = build_config(args)
+    RunsDirectory.at(args.runs_dir).create()
+    from deployments.serve import serve_deployments
+
+    serve_deployments(
+        runs_dir=args.runs_dir, round_config=config, refresh_cron=args.refresh_cron,
+        refresh_interval_seconds=args.refresh_interval, refresh_active=args.refresh_active,
+    )
     return 0
 
 
@@ -144,16 +133,7 @@ def command_sql(args: argparse.Namespace) -> int:
     return 0
 
 
-EXPERIMENTS = {
-    "e1": ("experiment_target_match", "TargetMatchConfig", "E1 target-matched weight"),
-    "e2": ("experiment_saturation", "SaturationConfig", "E2 one-shot saturation"),
-    "e3": ("experiment_refresh", "RefreshExperimentConfig", "E3 refresh vs one shot"),
-    "e5": ("experiment_frontier", "FrontierExperimentConfig", "E5 frontier with fitted points"),
-}
-
-
 def command_views(args: argparse.Namespace) -> int:
-    from bolt_tasks.core.catalogue import RunsDirectory
     from bolt_tasks.core.tables import views_sql
 
     root = f"{RunsDirectory.at(args.runs_dir).root}/" if args.runs_dir else ""
@@ -163,7 +143,6 @@ def command_views(args: argparse.Namespace) -> int:
 
 def command_frontier(args: argparse.Namespace) -> int:
     from bolt_tasks.analyses.frontier import DEFAULT_BETAS
-    from flows.frontier import bolt_frontier
 
     try:
         betas = [float(b) for b in args.betas.split(",")] if args.betas else list(DEFAULT_BETAS)
@@ -171,37 +150,19 @@ def command_frontier(args: argparse.Namespace) -> int:
         raise BoltInputError(f"--betas {args.betas!r}: expected numbers separated by commas") from None
     if any(not b > 0 for b in betas):
         raise BoltInputError(f"--betas {args.betas!r}: every beta must be > 0")
+    RunsDirectory.at(args.runs_dir).pipeline(args.pipeline)  # refuses a name that is not one
+    start_prefect(args)
+    from flows.frontier import bolt_frontier
+
     print_report(bolt_frontier(pipeline=args.pipeline, round=args.round, runs_dir=args.runs_dir,
                                betas=betas))
     return 0
 
 
-def command_experiment(args: argparse.Namespace) -> int:
-    import flows.experiments
-    from bolt_tasks.analyses import experiment_config
-
-    flow_name, config_name, _ = EXPERIMENTS[args.name]
-    data = _apply_assignments({}, args.set, "")
-    model = getattr(experiment_config, config_name)
-    defaults = model().model_dump(mode="json")
-    try:
-        config = model.model_validate(_merge(defaults, data))
-    except ValidationError as error:
-        raise BoltInputError(f"invalid {args.name} configuration: {error}") from None
-    print_report(getattr(flows.experiments, flow_name)(config=config, runs_dir=args.runs_dir))
-    return 0
-
-
-def _merge(base: dict, override: dict) -> dict:
-    merged = dict(base)
-    for key, value in override.items():
-        merged[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
-    return merged
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bolt", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+def parser() -> argparse.ArgumentParser:
+    bolt = argparse.ArgumentParser(prog="bolt", description=__doc__)
+    bolt.add_argument("--debug", action="store_true", help="show tracebacks of failures")
+    commands = bolt.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="bootstrap (cached), one BOLT round, evaluation")
     add_config_arguments(run)
     run.set_defaults(handler=command_run)
@@ -250,16 +211,30 @@ def main(argv: list[str] | None = None) -> int:
                             help="override a field of the experiment's configuration, "
                                  "e.g. --set round.task.train_prompts=128 (repeatable)")
     experiment.set_defaults(handler=command_experiment)
-    args = parser.parse_args(argv)
-    if argv is None:  # a process of its own: when told to stop, stop what it started too
+    return bolt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    # In a process of its own (not called from a test): stop what it started when told to stop,
+    # own the Prefect server, and import a 'module:function' verifier from the current directory.
+    args.own_process = argv is None
+    if args.own_process:
         stop_with_children_on_signals()
+        sys.path.insert(0, os.getcwd())
     try:
         return args.handler(args)
     except BoltInputError as error:
-        console.print(Text.assemble(("error:", "red"), f" {error}"), soft_wrap=True, highlight=False)
+        errors.print(Text.assemble(("error:", "red"), f" {error}"), soft_wrap=True)
         return 2
     except (KeyboardInterrupt, Stopped) as stop:
         # Every finished stage is cached and every table was renamed into place whole.
-        console.print(f"stopped ({getattr(stop, 'signal_name', 'SIGINT')}): finished stages are "
-                      "cached; the same command continues where this one stopped", markup=False)
+        errors.print(f"stopped ({getattr(stop, 'signal_name', 'SIGINT')}): finished stages are "
+                     "cached; the same command continues where this one stopped", markup=False)
         return 130 if isinstance(stop, KeyboardInterrupt) else stop.code
+    except Exception as error:
+        if args.debug:
+            raise
+        errors.print(Text.assemble(("error:", "red"), f" {type(error).__name__}: {error} "
+                                   "(bolt --debug ... shows the traceback)"), soft_wrap=True)
+        return 1

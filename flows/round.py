@@ -19,7 +19,7 @@ from bolt_tasks.sampling.rollouts import sample_task
 from bolt_tasks.stages.comparison import combine_task
 from bolt_tasks.stages.evaluation import evaluate_task, sample_logprobs_task
 from bolt_tasks.stages.prompts import prompts_task
-from bolt_tasks.stages.round_directory import check_round_task, claim_round_task
+from bolt_tasks.stages.round_directory import check_inputs_task, check_round_task, claim_round_task
 from bolt_tasks.stages.round_tracking import log_round_task
 from bolt_tasks.stages.summary import summarize_task
 from bolt_tasks.stages.verifiers import score_task
@@ -41,9 +41,9 @@ def round_rollouts(
     config: RoundConfig, runs: RunsDirectory, reference: ModelRef | None = None,
     sampler: ModelRef | None = None,
 ) -> RoundRollouts:
-    """A round's scored rollouts: claim the round directory, read the prompts (before pi_ref is
-    built, so a bad prompt file stops the round first), sample from `sampler` (pi_ref when
-    None), score."""
+    """A round's scored rollouts: check the inputs and read the prompts before the round
+    directory is claimed and pi_ref is built (a bad prompt file or verifier stops the round
+    first), sample from `sampler` (pi_ref when None), score."""
     config = with_resolved_backend(config)
     round_dir = runs.round(config.pipeline, config.round)
 
@@ -51,6 +51,7 @@ def round_rollouts(
         return stored_in(task, round_dir.directory)
 
     check_round_task(config, round_dir)
+    check_inputs_task(config, runs)
     prompts = cached(prompts_task)(config.task, round_dir.table("prompts"))
     claim_round_task(config, round_dir)
     reference = reference or bootstrap_reference(config.reference, config.task, str(runs))

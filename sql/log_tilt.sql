@@ -12,12 +12,15 @@
 --       reward            log r_i (r_i >= 0)
 --       sft               0 (plain SFT: refits q)
 --   normalisation     'prompt', 'global' or 'none' (sql/weights.sql applies it)
+--   verified          the verifier scored the response (rewards.error is NULL): a response it
+--                     could not score carries the fallback reward and never counts as a success
 -- Parameters: $beta > 0, $scheme, $rft_threshold, $eta (NULL: 1/beta), $alpha in [0, 1].
 -- Views used: rollouts, rewards.
 SELECT
     rewards.prompt_id,
     rewards.sample_idx,
     rewards.reward,
+    rewards.error IS NULL AS verified,
     rollouts.response_token_ids,
     rollouts.reference_logprob,
     rewards.reward / $beta

@@ -2,16 +2,18 @@
 --   log_z          log Zhat(x) = logsumexp_j(l_j) - log N   (Boltzmann tilt l, any scheme)
 --   ess            (sum_i w_i)^2 / sum_i w_i^2 of the scheme's weights, from log-weights;
 --                  ess_fraction = ESS/N (0 when every weight is 0: rft on a prompt with no success)
---   covered        at least one reward >= the success threshold
+--   covered        at least one verified response with reward >= the success threshold
 --   target_success estimated success rate of the scheme's fitted policy on this prompt:
 --                  sum over successes of w_i / sum_i w_i (= p* for bolt, as N grows)
+--   A success is a verified response (tilted.verified) with reward >= the threshold.
 --   distinct_responses, support_mass = pi*(S_N|x) = sum over DISTINCT stored responses y of
 --                  exp(log pi_ref(y|x) + r(x,y)/beta - log Zhat(x)), computed in log space,
 --   support_price  beta * log(1 / pi*(S_N|x)): the part of the one-shot gap epochs cannot remove
--- Parameters: $beta, $success_threshold (NULL: the top reward of the whole table).
+-- Parameters: $beta, $success_threshold (NULL: the top verified reward of the whole table).
 -- Tables used: tilted (sql/log_tilt.sql), weights (sql/weights.sql).
 WITH threshold AS (
-    SELECT coalesce(CAST($success_threshold AS DOUBLE), max(reward)) AS value FROM tilted
+    SELECT coalesce(CAST($success_threshold AS DOUBLE), max(reward) FILTER (WHERE verified)) AS value
+    FROM tilted
 ),
 with_maxima AS (
     SELECT *, max(log_tilt) OVER (PARTITION BY prompt_id) AS max_log_tilt FROM tilted
@@ -24,7 +26,8 @@ partition_function AS (
         any_value(max_log_tilt)
             + ln(list_sum(list(exp(log_tilt - max_log_tilt) ORDER BY sample_idx)))
             - ln(count(*)) AS log_z,
-        max(reward) >= (SELECT value FROM threshold) AS covered
+        coalesce(max(reward) FILTER (WHERE verified) >= (SELECT value FROM threshold), false)
+            AS covered
     FROM with_maxima
     GROUP BY prompt_id
 ),
@@ -57,7 +60,9 @@ support AS (
     GROUP BY prompt_id
 ),
 weight_maxima AS (
-    SELECT *, max(log_weight) OVER (PARTITION BY prompt_id) AS max_log_weight FROM weights
+    SELECT weights.*, tilted.verified,
+           max(weights.log_weight) OVER (PARTITION BY weights.prompt_id) AS max_log_weight
+    FROM weights JOIN tilted USING (prompt_id, sample_idx)
 ),
 weighted AS (
     -- Sums of w / max(w), so weights far below 1e-154 (global or unnormalised schemes at tiny
@@ -68,7 +73,7 @@ weighted AS (
         list_sum(list(exp(log_weight - max_log_weight) ORDER BY sample_idx)) AS scaled_sum,
         list_sum(list(exp(2 * (log_weight - max_log_weight)) ORDER BY sample_idx))
             AS scaled_square_sum,
-        list_sum(list(CASE WHEN reward >= (SELECT value FROM threshold)
+        list_sum(list(CASE WHEN verified AND reward >= (SELECT value FROM threshold)
                            THEN exp(log_weight - max_log_weight) ELSE 0 END ORDER BY sample_idx))
             AS scaled_success_sum
     FROM weight_maxima

@@ -7,7 +7,8 @@ configure_environment()
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from bolt_tasks.policy.modeling import character_tokenizer, load_policy  # noqa: E402
+from bolt_tasks.policy.character_tokenizer import character_tokenizer  # noqa: E402
+from bolt_tasks.policy.modeling import load_policy  # noqa: E402
 from bolt_tasks.stages.reference import build_model  # noqa: E402
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))

@@ -9,7 +9,8 @@ import pytest
 from bolt_tasks.core.config import TaskConfig
 from bolt_tasks.core.errors import BoltInputError
 from bolt_tasks.stages import arithmetic
-from bolt_tasks.stages.prompts import build_prompts, write_prompts
+from bolt_tasks.stages.prompt_files import build_prompts
+from bolt_tasks.stages.prompts import write_prompts
 
 
 def test_builtin_split_is_seeded_disjoint_and_mixed():

@@ -88,7 +88,7 @@ def test_malformed_prompt_file_stops_the_round_before_any_output(tmp_path, capsy
     code = main(["run", "--runs-dir", str(runs), "--pipeline", "bad",
                  "--prompts", str(train), "--heldout", str(heldout)])
     assert code == 2
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "train.jsonl line 2" in out and "malformed JSON" in out
     assert not list(runs.rglob("*.parquet"))
     assert not (runs / "reference").exists()

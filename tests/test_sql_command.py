@@ -187,7 +187,7 @@ def test_writes_are_refused_and_change_no_file(runs, tmp_path, capsys, case):
     assert str(error.value).startswith(refused), str(error.value)
 
     assert main(["sql", sql, "--runs-dir", str(runs)]) == 2
-    assert refused in capsys.readouterr().out
+    assert refused in capsys.readouterr().err
 
     assert _snapshot(tmp_path) == before  # every Parquet file byte-identical, no new file
     total = SAMPLES * sum(PROMPTS.values())

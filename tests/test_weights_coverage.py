@@ -3,7 +3,6 @@ test_weights_sql.py."""
 
 from __future__ import annotations
 
-
 import pyarrow.parquet as pq
 import pytest
 
@@ -11,7 +10,6 @@ from bolt_tasks.core.config import WeightingConfig
 from bolt_tasks.core.errors import BoltInputError
 from bolt_tasks.stages.weights import write_weights
 from test_weights_sql import arrow_tables, check_against_reference, hand_columns
-
 
 # ----------------------------------------------------------------------------- coverage
 

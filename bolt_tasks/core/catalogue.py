@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,9 +102,13 @@ class PipelineDirectory:
         """Hold <pipeline>/.lock for the duration: a second invocation of the same pipeline is
         refused instead of writing the same tables. The kernel drops the lock when the holder
         dies, even by SIGKILL, so a crashed run never blocks the next one."""
-        self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / ".lock"
-        handle = open(path, "a+")
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            handle = open(path, "a+")
+        except OSError as error:
+            raise BoltInputError(f"{path}: cannot create the pipeline's lock file "
+                                 f"({error.strerror or error}); is the runs directory writable?") from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -134,6 +139,16 @@ class RunsDirectory:
 
     def __str__(self) -> str:
         return str(self.root)
+
+    def create(self) -> None:
+        """Create the runs directory, or say in one sentence why it cannot be written."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.root):
+                pass
+        except OSError as error:
+            raise BoltInputError(f"{self.root}: the runs directory cannot be written "
+                                 f"({error.strerror or error})") from None
 
     def pipeline(self, name: str) -> PipelineDirectory:
         if name in {"", ".", ".."} or "/" in name or name in {"reference", "experiments"}:

@@ -7,6 +7,7 @@ reference for what each knob does (docs/DESIGN.md section 1 holds the math they 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -14,6 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bolt_tasks.core.catalogue import refresh_pipeline_name
 from bolt_tasks.core.errors import BoltInputError
+
+# The ranges inside which every log-weight stays a finite float64 (|r/beta|, |eta*r| <= 1e12),
+# with room to spare: weights are normalised in log space, so only these products must be finite.
+MAX_ABS_REWARD = 1e6
+BETA_RANGE = (1e-6, 1e6)
+BUILTIN_PROMPTS = 10_000  # the built-in task's distinct prompts (two-digit addition)
 
 
 class _Frozen(BaseModel):
@@ -48,13 +55,39 @@ class TaskConfig(_Frozen):
         "for your own callable f(prompt, answer, response, finish_reason) -> float.",
     )
     verifier_fallback_reward: float = Field(
-        0.0, description="Reward recorded when the verifier raises; the error text is kept too."
+        0.0, ge=-MAX_ABS_REWARD, le=MAX_ABS_REWARD,
+        description="Reward recorded for a response the verifier could not score (it raised, "
+        "timed out, died or returned something that is not a finite number); the error text is "
+        "kept in rewards.error, and such a response never counts as a success.",
+    )
+    verifier_timeout_s: float = Field(
+        10.0, gt=0,
+        description="Time limit per response for a 'module:function' verifier; past it the "
+        "response is recorded as an error and the verifier's worker process is replaced.",
+    )
+    verifier_workers: int = Field(
+        2, ge=1, description="Worker processes that run a 'module:function' verifier.",
+    )
+    max_verifier_error_share: float = Field(
+        0.01, ge=0, le=1,
+        description="The round stops, naming the first error, when a larger share of responses "
+        "could not be scored; below it the errors are counted on screen and in MLflow.",
+    )
+    max_prompt_chars: int = Field(
+        20_000, ge=1,
+        description="Longest prompt accepted, in characters; prompts must also fit the reference "
+        "model's context with room for the longest response.",
     )
 
     @model_validator(mode="after")
     def _files_come_in_pairs(self) -> "TaskConfig":
         if (self.prompts_file is None) != (self.heldout_file is None):
             raise ValueError("prompts_file and heldout_file must be given together")
+        if self.prompts_file is None and self.train_prompts + self.heldout_prompts > BUILTIN_PROMPTS:
+            raise ValueError(
+                f"the built-in task has {BUILTIN_PROMPTS:,} prompts: train_prompts "
+                f"({self.train_prompts:,}) + heldout_prompts ({self.heldout_prompts:,}) must not "
+                "exceed it")
         return self
 
 
@@ -151,9 +184,18 @@ class WeightingConfig(_Frozen):
     @field_validator("beta")
     @classmethod
     def _beta_positive_and_finite(cls, beta: float) -> float:
-        if not math.isfinite(beta) or beta <= 0:
-            raise ValueError(f"beta must be a finite number > 0, got {beta}")
+        low, high = BETA_RANGE
+        if not math.isfinite(beta) or not low <= beta <= high:
+            raise ValueError(f"beta must be a finite number in [{low:g}, {high:g}], so that r/beta "
+                             f"stays finite for rewards up to {MAX_ABS_REWARD:g} in size")
         return beta
+
+    @field_validator("eta")
+    @classmethod
+    def _eta_in_range(cls, eta: float | None) -> float | None:
+        if eta is not None and not 1 / BETA_RANGE[1] <= eta <= 1 / BETA_RANGE[0]:
+            raise ValueError(f"eta must be in [{1 / BETA_RANGE[1]:g}, {1 / BETA_RANGE[0]:g}]")
+        return eta
 
 
 class TrainingConfig(_Frozen):
@@ -192,7 +234,6 @@ class RoundConfig(_Frozen):
 
     pipeline: str = Field(
         "default",
-        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$",
         description="Pipeline name: tables go to runs/<pipeline>/round-<k>/. Letters, digits, "
         "'_', '.' and '-', starting with a letter, digit or '_'.",
     )
@@ -204,17 +245,39 @@ class RoundConfig(_Frozen):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
 
+    @field_validator("pipeline")
+    @classmethod
+    def _pipeline_is_a_directory_name(cls, name: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
+            raise ValueError("a pipeline name is a directory name under the runs directory: "
+                             "letters, digits, '_', '.' and '-', not starting with '.' or '-'")
+        return name
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def validated(model: type[BaseModel], data, what: str = "configuration", prefix: str = ""):
+    """model.model_validate(data), with pydantic's error turned into one sentence that names
+    each bad field (dotted, after `prefix`) and the value it got."""
+    if not isinstance(data, dict):
+        raise BoltInputError(f"invalid {what}: expected a JSON object of fields, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"field '{prefix}{'.'.join(str(p) for p in e['loc'])}': "
+            f"{e['msg'].removeprefix('Value error, ')} (got {_short(e.get('input'))})"
+            for e in error.errors()
+        )
+        raise BoltInputError(f"invalid {what}: {problems}") from None
+
 
 def validate_round_config(data: dict) -> RoundConfig:
     """Build a RoundConfig, turning pydantic's error into one naming each bad field."""
-    try:
-        return RoundConfig.model_validate(data)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"field '{'.'.join(str(p) for p in e['loc'])}': {e['msg']} (got {e.get('input')!r})"
-            for e in error.errors()
-        )
-        raise BoltInputError(f"invalid configuration: {problems}") from None
+    return validated(RoundConfig, data)
 
 
 class RefreshConfig(_Frozen):

@@ -5,17 +5,32 @@ vLLM worker by the job's own except clause. Python's default SIGTERM kills the p
 running either, and the server would live on holding a port and ~200 MB. So SIGTERM and SIGHUP
 become SystemExit, like Ctrl-C becomes KeyboardInterrupt: finally blocks and atexit hooks run.
 A last atexit hook terminates any child still alive (a worker of a library that does not
-clean up after itself), and kills it if it does not stop within a few seconds.
+clean up after itself), and kills it if it does not stop within a few seconds. SIGKILL runs no
+handler at all: the processes BOLT starts itself (the temporary Prefect server, verifier
+workers, the vLLM worker) ask the kernel for a signal when their parent dies (die_with_parent).
 """
 
 from __future__ import annotations
 
 import atexit
+import ctypes
+import ctypes.util
 import signal
+import sys
 
 import psutil
 
 GRACE_SECONDS = 5.0
+_PR_SET_PDEATHSIG = 1
+# Loaded once here: the child calls it between fork and exec, where loading a library is unsafe.
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def die_with_parent() -> None:
+    """Have the kernel send this process SIGTERM when its parent dies, however it dies (Linux;
+    elsewhere a no-op). For a child's preexec_fn, or called first thing in a worker."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class Stopped(SystemExit):

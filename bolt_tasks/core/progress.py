@@ -25,20 +25,37 @@ def run_logger():
         return logging.getLogger("bolt_tasks")
 
 
+class ProgressCounter:
+    """Counts `total` units of work done, as they are done (advance), in any order."""
+
+    def __init__(self, total: int, description: str):
+        self.total, self.description, self.done = total, description, 0
+        self.log_every = max(1, total // 10)
+        self.live = sys.stderr.isatty()
+        self.logger = run_logger()
+        self.bar = Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), transient=True, disable=not self.live)
+        self.bar.start()
+        self.task_id = self.bar.add_task(description, total=total)
+
+    def advance(self, units: int = 1) -> None:
+        before, self.done = self.done, self.done + units
+        self.bar.advance(self.task_id, units)
+        # On a terminal the bar shows progress and the log gets the last line only, since log
+        # lines written under a live bar garble it.
+        crossed_a_tenth = self.done // self.log_every > before // self.log_every
+        if self.done == self.total or (not self.live and crossed_a_tenth):
+            self.logger.info("%s: %d/%d", self.description, self.done, self.total)
+
+    def close(self) -> None:
+        self.bar.stop()
+
+
 def track(items: Iterable[T], total: int, description: str) -> Iterator[T]:
-    log_every = max(1, total // 10)
-    live = sys.stderr.isatty()
-    logger = run_logger()
-    bar = Progress(
-        TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        transient=True, disable=not live,
-    )
-    with bar:
-        task_id = bar.add_task(description, total=total)
-        for done, item in enumerate(items, start=1):
+    counter = ProgressCounter(total, description)
+    try:
+        for item in items:
             yield item
-            bar.advance(task_id)
-            # On a terminal the bar shows progress and the log gets the last line only, since
-            # log lines written under a live bar garble it.
-            if done == total or (not live and done % log_every == 0):
-                logger.info("%s: %d/%d", description, done, total)
+            counter.advance()
+    finally:
+        counter.close()

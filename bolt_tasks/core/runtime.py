@@ -5,6 +5,8 @@ which can take 12-25 s on a 2-core machine; analytics stay off because nothing o
 package registries can be reached here.
 """
 
+import copy
+import logging
 import os
 
 DEFAULTS = {
@@ -21,3 +23,30 @@ DEFAULTS = {
 def configure_environment() -> None:
     for name, value in DEFAULTS.items():
         os.environ.setdefault(name, value)
+
+
+class _WithoutTraceback(logging.Formatter):
+    def __init__(self, inner: logging.Formatter):
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        record = copy.copy(record)  # other handlers (Prefect's API log) keep the traceback
+        record.exc_info = record.exc_text = record.stack_info = None
+        return self.inner.format(record)
+
+
+def hide_prefect_tracebacks() -> None:
+    """Prefect logs every failed task and flow with its traceback, two or three times over; on
+    the console its one-line message is enough (`bolt --debug` keeps them; the Prefect UI always
+    has them)."""
+    import prefect  # noqa: F401  (configures Prefect's logging)
+
+    loggers = [logging.getLogger()] + [
+        logger for name, logger in logging.Logger.manager.loggerDict.items()
+        if name.startswith("prefect") and isinstance(logger, logging.Logger)
+    ]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler.formatter, _WithoutTraceback):
+                handler.setFormatter(_WithoutTraceback(handler.formatter or logging.Formatter()))

@@ -83,7 +83,7 @@ POLICY_EVAL = _spec("policy_eval", HELDOUT_EVAL_SCHEMA,
                     "the fitted policy per held-out prompt", view="policy_eval")
 EVAL_SAMPLES_SCHEMA = pa.schema(KEY + [
     ("response_token_ids", pa.list_(INT32)), ("sampler_logprob", DOUBLE),
-    ("reference_logprob", DOUBLE), ("reward", DOUBLE)])
+    ("reference_logprob", DOUBLE), ("reward", DOUBLE), ("error", STRING)])
 REFERENCE_SAMPLES = _spec("reference_samples", EVAL_SAMPLES_SCHEMA,
                           "pi_ref's temperature-1 samples of the held-out prompts",
                           view="reference_samples")

@@ -11,7 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-ALL_PAIRS = 10_000
+from bolt_tasks.core.config import BUILTIN_PROMPTS
+
+ALL_PAIRS = BUILTIN_PROMPTS
+# The embedded policy's context, in tokens: a prompt is 7 with BOS, an answer 4 with EOS.
+EMBEDDED_CONTEXT = 64
 
 
 def prompt_text(a: int, b: int) -> str:

@@ -20,7 +20,7 @@ from bolt_tasks.core.tables import EVAL_SAMPLES_SCHEMA, HELDOUT_EVAL_SCHEMA, SAM
 from bolt_tasks.policy.logprobs import response_logprobs
 from bolt_tasks.policy.modeling import encode_prompts, load_policy
 from bolt_tasks.sampling.decode import decode_responses, generate
-from bolt_tasks.stages.verifiers import resolve_verifier, score_one
+from bolt_tasks.stages.verifiers import VerifierCode, check_error_share, score_responses
 
 
 def pass_at_k(samples: int, successes: int, k: int) -> float:
@@ -32,14 +32,13 @@ def pass_at_k(samples: int, successes: int, k: int) -> float:
 
 def evaluate_policy(
     prompts: pa.Table, model_path: str, reference_path: str, evaluation: EvaluationConfig,
-    verifier_name: str, fallback_reward: float, out_path: str | Path, samples_path: str | Path,
+    task: TaskConfig, out_path: str | Path, samples_path: str | Path,
 ) -> tuple[TableRef, TableRef]:
     """Per held-out prompt statistics of one policy (out_path) and its temperature-1 samples
     with their log-probs and rewards (samples_path: the projection gap's importance sample
-    when the policy is pi_ref)."""
+    when the policy is pi_ref). A response the verifier could not score is never a success."""
     heldout = prompts.filter(pc.equal(prompts["split"], "heldout"))
     model, tokenizer = load_policy(model_path)
-    verifier = resolve_verifier(verifier_name)
     m = evaluation.samples_per_prompt
     prompt_ids = encode_prompts(tokenizer, heldout["prompt"].to_pylist())
     repeated = [ids for ids in prompt_ids for _ in range(m)]
@@ -61,32 +60,30 @@ def evaluate_policy(
         )
     log_ratio = sampled.logprobs - reference_logprobs
 
-    def verify(texts, reasons, answers, prompt_texts):
-        scored = [score_one(verifier, p, a, t, f, fallback_reward)
-                  for p, a, t, f in zip(prompt_texts, answers, texts, reasons)]
-        return np.array([r for r, _ in scored]), np.array([e is not None for _, e in scored])
-
     answers, texts = heldout["answer"].to_pylist(), heldout["prompt"].to_pylist()
-    rewards, errors = verify(
-        decode_responses(tokenizer, sampled.token_ids), sampled.finish_reasons,
-        [a for a in answers for _ in range(m)], [t for t in texts for _ in range(m)],
-    )
-    greedy_rewards, _ = verify(
-        decode_responses(tokenizer, greedy.token_ids), greedy.finish_reasons, answers, texts
-    )
+    items = list(zip([t for t in texts for _ in range(m)], [a for a in answers for _ in range(m)],
+                     decode_responses(tokenizer, sampled.token_ids), sampled.finish_reasons))
+    items += zip(texts, answers, decode_responses(tokenizer, greedy.token_ids), greedy.finish_reasons)
+    all_rewards, all_errors = score_responses(items, task, f"verify {Path(model_path).name}'s samples")
+    rewards, errors = all_rewards[: len(repeated)], all_errors[: len(repeated)]
+    verified = np.array([e is None for e in all_errors])
+    keys = list(zip([pid for pid in heldout["prompt_id"].to_pylist() for _ in range(m)],
+                    list(range(m)) * heldout.num_rows))
     samples = pa.table(
         {
-            "prompt_id": [pid for pid in heldout["prompt_id"].to_pylist() for _ in range(m)],
-            "sample_idx": list(range(m)) * heldout.num_rows,
+            "prompt_id": [k[0] for k in keys],
+            "sample_idx": [k[1] for k in keys],
             "response_token_ids": sampled.token_ids,
             "sampler_logprob": sampled.logprobs,
             "reference_logprob": reference_logprobs,
             "reward": rewards,
+            "error": errors,
         },
         schema=EVAL_SAMPLES_SCHEMA,
     )
+    success = (all_rewards >= evaluation.success_threshold) & verified
+    successes = success[: len(repeated)].reshape(-1, m).sum(axis=1)
     rewards = rewards.reshape(-1, m)
-    successes = (rewards >= evaluation.success_threshold).sum(axis=1)
     table = pa.table(
         {
             "prompt_id": heldout["prompt_id"],
@@ -94,17 +91,18 @@ def evaluate_policy(
             "samples": [m] * heldout.num_rows,
             "success_rate": successes / m,
             "mean_reward": rewards.mean(axis=1),
-            "greedy_success": (greedy_rewards >= evaluation.success_threshold).astype(float),
+            "greedy_success": success[len(repeated):].astype(float),
             "pass_at_8": [pass_at_k(m, int(c), 8) for c in successes],
             "pass_at_32": [pass_at_k(m, int(c), 32) if m >= 32 else None for c in successes],
             "mean_log_ratio": log_ratio.reshape(-1, m).mean(axis=1),
-            "verifier_errors": errors.reshape(-1, m).sum(axis=1),
+            "verifier_errors": (~verified[: len(repeated)]).reshape(-1, m).sum(axis=1),
         },
         schema=HELDOUT_EVAL_SCHEMA,
     )
     samples_ref = write_table_atomic(samples, samples_path)
-    return write_table_atomic(table, out_path), samples_ref
-
+    evaluated = write_table_atomic(table, out_path)
+    check_error_share(errors, keys, task, samples_path)
+    return evaluated, samples_ref
 
 
 def sample_logprobs(samples: pa.Table, prompts: pa.Table, model_path: str, out_path: str | Path) -> TableRef:
@@ -124,14 +122,13 @@ def sample_logprobs(samples: pa.Table, prompts: pa.Table, model_path: str, out_p
     return write_table_atomic(table, out_path)
 
 
-@stage("evaluate-policy")
+@stage("evaluate-policy", extra_policy=VerifierCode())
 def evaluate_task(
     prompts: TableRef, model: ModelRef, reference: ModelRef, evaluation: EvaluationConfig,
     task: TaskConfig, out_path: str, samples_path: str,
 ) -> tuple[TableRef, TableRef]:
     return evaluate_policy(
-        prompts.read(), model.path, reference.path, evaluation, task.verifier,
-        task.verifier_fallback_reward, out_path, samples_path,
+        prompts.read(), model.path, reference.path, evaluation, task, out_path, samples_path,
     )
 
 

@@ -23,8 +23,10 @@ from bolt_tasks.core.catalogue import RunsDirectory
 from bolt_tasks.core.config import ReferenceConfig, TaskConfig
 from bolt_tasks.core.progress import track
 from bolt_tasks.core.storage import ModelRef, directory_digest
-from bolt_tasks.policy.modeling import character_tokenizer, save_policy_atomic
+from bolt_tasks.policy.character_tokenizer import character_tokenizer
+from bolt_tasks.policy.modeling import save_policy_atomic
 from bolt_tasks.stages import arithmetic
+from bolt_tasks.stages.arithmetic import EMBEDDED_CONTEXT
 
 
 def build_model(vocab_size: int, tokenizer, seed: int) -> LlamaForCausalLM:
@@ -36,7 +38,7 @@ def build_model(vocab_size: int, tokenizer, seed: int) -> LlamaForCausalLM:
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=64,
+        max_position_embeddings=EMBEDDED_CONTEXT,
         tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,

@@ -8,10 +8,11 @@ import json
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from bolt_tasks.core.catalogue import RoundDirectory
+from bolt_tasks.core.catalogue import RoundDirectory, RunsDirectory
 from bolt_tasks.core.config import RoundConfig
 from bolt_tasks.core.errors import BoltInputError
 from bolt_tasks.core.storage import write_text_atomic
+from bolt_tasks.stages.input_checks import check_round_inputs
 
 
 def differing_fields(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -42,6 +43,12 @@ def check_round_config(config: RoundConfig, round_dir: RoundDirectory) -> None:
 @task(name="check-round-directory", cache_policy=NO_CACHE)
 def check_round_task(config: RoundConfig, round_dir: RoundDirectory) -> None:
     check_round_config(config, round_dir)
+
+
+@task(name="check-inputs", cache_policy=NO_CACHE)
+def check_inputs_task(config: RoundConfig, runs: RunsDirectory) -> None:
+    """The CLI's checks again, for runs started from the Prefect UI (stages/input_checks.py)."""
+    check_round_inputs(config, runs)
 
 
 @task(name="claim-round-directory", cache_policy=NO_CACHE)

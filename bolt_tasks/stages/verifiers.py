@@ -1,18 +1,23 @@
-"""Verifier scoring stage: a registry of reward functions by name, and rewards.parquet.
+"""Verifier scoring stage: every rollout's reward, in rewards.parquet.
 
-A verifier is f(prompt, answer, response, finish_reason) -> float. An exception, or a value
-that is not a finite number, is recorded in the `error` column with the configured fallback
-reward: a broken verifier never crashes the round.
+A response the verifier cannot score (it raised, timed out, died, or returned something that
+is not a finite number within range) gets task.verifier_fallback_reward and its error text in
+the `error` column, and never counts as a success. Past task.max_verifier_error_share of
+responses the stage stops with a sentence naming the count, the first error and the table.
+A user's verifier is part of the cache key: edit it and scoring runs again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
-import math
-from collections.abc import Callable
+import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+from prefect.cache_policies import CachePolicy
+from prefect.utilities.hashing import hash_objects
 
 from bolt_tasks.core.caching import stage
 from bolt_tasks.core.config import TaskConfig
@@ -20,80 +25,91 @@ from bolt_tasks.core.errors import BoltInputError
 from bolt_tasks.core.progress import track
 from bolt_tasks.core.storage import TableRef
 from bolt_tasks.core.tables import REWARDS
+from bolt_tasks.stages.verifier_pool import score_in_workers
+from bolt_tasks.stages.verifier_registry import call_verifier, is_registered, resolve_verifier
 
-Verifier = Callable[[str, str, str, str], float]
-
-def arithmetic_verifier(prompt: str, answer: str, response: str, finish_reason: str) -> float:
-    """1 iff the text before EOS is exactly the answer and EOS was emitted."""
-    return float(finish_reason == "stop" and response == answer)
-
-
-def exact_match_verifier(prompt: str, answer: str, response: str, finish_reason: str) -> float:
-    """1 iff the response equals the answer after trimming surrounding whitespace."""
-    return float(response.strip() == answer.strip())
+# A verifier module may name data files it reads (paths relative to the module), so that an
+# edit to them re-runs scoring too: BOLT_VERIFIER_FILES = ["answers.json"].
+DECLARED_FILES = "BOLT_VERIFIER_FILES"
 
 
-VERIFIERS: dict[str, Verifier] = {
-    "arithmetic": arithmetic_verifier,
-    "exact_match": exact_match_verifier,
-}
+def score_responses(
+    items: list[tuple[str, str, str, str]], task: TaskConfig, description: str
+) -> tuple[np.ndarray, list[str | None]]:
+    """Rewards (fallback where errored) and error texts of (prompt, answer, response,
+    finish_reason) items. The registry's verifiers run here; a user's in worker processes."""
+    if is_registered(task.verifier):
+        verifier = resolve_verifier(task.verifier)
+        results = [call_verifier(verifier, *item) for item in track(items, len(items), description)]
+    else:
+        results = score_in_workers(task.verifier, items, task.verifier_timeout_s,
+                                   task.verifier_workers, description)
+    rewards = np.array([task.verifier_fallback_reward if r is None else r for r, _ in results],
+                       dtype=np.float64)
+    return rewards, [error for _, error in results]
 
 
-def resolve_verifier(name: str) -> Verifier:
-    if name in VERIFIERS:
-        return VERIFIERS[name]
-    if ":" in name:
-        module_name, _, attribute = name.partition(":")
-        try:
-            return getattr(importlib.import_module(module_name), attribute)
-        except (ImportError, AttributeError) as error:
-            raise BoltInputError(f"field 'task.verifier': cannot import {name!r} ({error})") from None
-    raise BoltInputError(
-        f"field 'task.verifier': unknown verifier {name!r}; known: {sorted(VERIFIERS)} "
-        "or 'module:function'"
-    )
+def check_error_share(errors: list[str | None], keys: list[tuple[str, int]], task: TaskConfig,
+                      table_path: str | Path) -> None:
+    """Stop when more than task.max_verifier_error_share of the responses errored."""
+    failed = [i for i, error in enumerate(errors) if error is not None]
+    if errors and len(failed) / len(errors) > task.max_verifier_error_share:
+        first = failed[0]
+        raise BoltInputError(
+            f"verifier {task.verifier!r} could not score {len(failed)} of {len(errors)} responses "
+            f"({len(failed) / len(errors):.1%}, above task.max_verifier_error_share="
+            f"{task.max_verifier_error_share:g}); first, prompt {keys[first][0]!r} sample "
+            f"{keys[first][1]}: {errors[first]}; every error is in {table_path}"
+        )
 
 
-def score_one(verifier: Verifier, prompt, answer, response, finish_reason, fallback):
-    """(reward, error): the verifier's finite reward, or the fallback and what went wrong."""
-    try:
-        reward = float(verifier(prompt, answer, response, finish_reason))
-    except Exception as error:  # any verifier failure is data, not a crash
-        return fallback, f"{type(error).__name__}: {error}"
-    if not math.isfinite(reward):
-        return fallback, f"verifier returned non-finite reward {reward}"
-    return reward, None
-
-
-def score_rollouts(
-    prompts: pa.Table, rollouts: pa.Table, verifier_name: str, fallback: float, out_path: str | Path
-) -> TableRef:
-    verifier = resolve_verifier(verifier_name)
+def score_rollouts(prompts: pa.Table, rollouts: pa.Table, task: TaskConfig, out_path: str | Path) -> TableRef:
     by_id = {row["prompt_id"]: row for row in prompts.select(["prompt_id", "prompt", "answer"]).to_pylist()}
     rows = rollouts.select(["prompt_id", "sample_idx", "response", "finish_reason"]).to_pylist()
-    rewards, errors = [], []
-    for row in track(rows, len(rows), f"verify with {verifier_name}"):
-        prompt = by_id[row["prompt_id"]]
-        reward, error = score_one(
-            verifier, prompt["prompt"], prompt["answer"], row["response"], row["finish_reason"], fallback
-        )
-        rewards.append(reward)
-        errors.append(error)
+    items = [(by_id[r["prompt_id"]]["prompt"], by_id[r["prompt_id"]]["answer"], r["response"],
+              r["finish_reason"]) for r in rows]
+    rewards, errors = score_responses(items, task, f"verify with {task.verifier}")
+    keys = [(r["prompt_id"], r["sample_idx"]) for r in rows]
     table = pa.table(
         {
-            "prompt_id": [r["prompt_id"] for r in rows],
-            "sample_idx": [r["sample_idx"] for r in rows],
+            "prompt_id": [k[0] for k in keys],
+            "sample_idx": [k[1] for k in keys],
             "reward": rewards,
-            "verifier": [verifier_name] * len(rows),
+            "verifier": [task.verifier] * len(rows),
             "error": errors,
         },
         schema=REWARDS.schema,
     )
-    return REWARDS.write(table, out_path)
+    written = REWARDS.write(table, out_path)
+    check_error_share(errors, keys, task, out_path)
+    return written
 
 
-@stage("score-rollouts")
+def verifier_code(name: str) -> dict[str, str]:
+    """What a user's verifier runs, by content: its module's source and its declared files.
+    (The registry's verifiers are part of this package, which the stage's key covers.)"""
+    if is_registered(name) or ":" not in name:
+        return {}
+    module_name = name.partition(":")[0]
+    spec = importlib.util.find_spec(module_name)
+    if spec is None or spec.origin is None or not Path(spec.origin).is_file():
+        return {"module": module_name}
+    module_file = Path(spec.origin)
+    code = {str(module_file): module_file.read_text()}
+    declared = getattr(importlib.import_module(module_name), DECLARED_FILES, [])
+    for relative in declared:
+        path = module_file.parent / relative
+        code[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
+    return code
+
+
+class VerifierCode(CachePolicy):
+    """Cache key part: the user's verifier code (the input `task`'s verifier)."""
+
+    def compute_key(self, task_ctx, inputs, flow_parameters, **kwargs) -> str | None:
+        return hash_objects(verifier_code(inputs["task"].verifier), raise_on_failure=True)
+
+
+@stage("score-rollouts", extra_policy=VerifierCode())
 def score_task(prompts: TableRef, rollouts: TableRef, task: TaskConfig, out_path: str) -> TableRef:
-    return score_rollouts(
-        prompts.read(), rollouts.read(), task.verifier, task.verifier_fallback_reward, out_path
-    )
+    return score_rollouts(prompts.read(), rollouts.read(), task, out_path)

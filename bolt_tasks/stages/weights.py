@@ -8,25 +8,49 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
 from bolt_tasks.core.caching import stage
-from bolt_tasks.core.config import WeightingConfig
+from bolt_tasks.core.config import MAX_ABS_REWARD, WeightingConfig
 from bolt_tasks.core.duck import connect, sql_text, view
 from bolt_tasks.core.errors import BoltInputError
 from bolt_tasks.core.storage import TableRef
 from bolt_tasks.core.tables import PROMPT_STATS, WEIGHTS
 
 
+def _rewards_view(connection, rewards: pa.Table | str) -> None:
+    """View `rewards`, with an all-NULL `error` column when the table has none (a table of
+    evaluation samples, or one built by hand): every response counts as verified."""
+    view(connection, "given_rewards", rewards)
+    columns = {row[0] for row in connection.execute("DESCRIBE given_rewards").fetchall()}
+    error = "" if "error" in columns else ", CAST(NULL AS VARCHAR) AS error"
+    connection.execute(f"CREATE VIEW rewards AS SELECT *{error} FROM given_rewards")
+
+
 def _check_rewards(connection, rewards_path: str, scheme: str) -> None:
-    bad = connection.sql(sql_text("validate_rewards"), params={"scheme": scheme}).fetchall()
+    bad = connection.sql(sql_text("validate_rewards"),
+                         params={"scheme": scheme, "max_abs_reward": MAX_ABS_REWARD}).fetchall()
     if bad:
         row, prompt_id, sample_idx, reward = bad[0]
-        need = "finite numbers >= 0 for the 'reward' scheme" if scheme == "reward" else "finite numbers"
+        need = (f"finite numbers within +-{MAX_ABS_REWARD:g}"
+                + (", and >= 0 for the 'reward' scheme" if scheme == "reward" else ""))
         raise BoltInputError(
             f"{rewards_path} row {row}: field 'reward' is {reward} (prompt_id={prompt_id!r}, "
             f"sample_idx={sample_idx}); rewards must be {need}"
         )
+
+
+def _check_finite(weights: pa.Table, weighting: WeightingConfig) -> None:
+    """A NaN log-weight, or an infinite weight, would train a NaN policy: stop here instead."""
+    log_weight, weight = weights["log_weight"].to_numpy(), weights["weight"].to_numpy()
+    bad = np.flatnonzero(np.isnan(log_weight) | ~np.isfinite(weight))
+    if bad.size:
+        row = weights.slice(int(bad[0]), 1).to_pylist()[0]
+        raise BoltInputError(
+            f"weights of {bad.size} rollouts are not finite (first: prompt {row['prompt_id']!r} "
+            f"sample {row['sample_idx']}, reward {row['reward']}) under scheme "
+            f"{weighting.scheme!r} with beta={weighting.beta:g}, eta={weighting.eta}")
 
 
 def compute_weights(
@@ -35,7 +59,7 @@ def compute_weights(
     """(weights, prompt_stats) for rollouts and rewards given as Arrow tables or Parquet paths."""
     connection = connect()
     view(connection, "rollouts", rollouts)
-    view(connection, "rewards", rewards)
+    _rewards_view(connection, rewards)
     _check_rewards(
         connection, rewards if isinstance(rewards, str) else "rewards table", weighting.scheme
     )
@@ -45,6 +69,7 @@ def compute_weights(
          "eta": weighting.eta, "alpha": weighting.alpha},
     )
     weights = connection.sql(sql_text("weights")).to_arrow_table()
+    _check_finite(weights, weighting)
     connection.register("weights", weights)
     stats = connection.sql(
         sql_text("prompt_stats"),
