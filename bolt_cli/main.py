@@ -16,7 +16,6 @@ from bolt_tasks.core.runtime import configure_environment
 
 configure_environment()  # before Prefect is imported anywhere
 
-from rich.console import Console  # noqa: E402
 from rich.text import Text  # noqa: E402
 
 from bolt_cli.options import (  # noqa: E402
@@ -25,12 +24,11 @@ from bolt_cli.options import (  # noqa: E402
     build_experiment_config,
     build_refresh_config,
 )
-from bolt_cli.printing import console, print_refresh, print_report, print_summary  # noqa: E402
+from bolt_cli.printing import console, errors, print_refresh, print_report, print_summary  # noqa: E402
 from bolt_tasks.core.catalogue import RunsDirectory  # noqa: E402
 from bolt_tasks.core.errors import BoltInputError  # noqa: E402
 from bolt_tasks.core.processes import Stopped, stop_with_children_on_signals  # noqa: E402
 
-errors = Console(stderr=True, highlight=False)
 EXPERIMENTS = {
     "e1": ("experiment_target_match", "TargetMatchConfig", "E1 target-matched weight"),
     "e2": ("experiment_saturation", "SaturationConfig", "E2 one-shot saturation"),

@@ -11,6 +11,7 @@ from rich.table import Table
 from bolt_tasks.core.results import AnalysisResult, RefreshResult, RoundSummary
 
 console = Console()
+errors = Console(stderr=True, highlight=False)
 
 
 def _number(value: float | None, digits: int, scale: float = 1.0) -> str:
@@ -44,6 +45,11 @@ def print_summary(summary: RoundSummary, seconds: float) -> None:
         f"{_number(s.ref_share_unsolved_in_32, 1, 100)}% expected unsolved in 32 samples",
         markup=False,
     )
+    if s.verifier_errors or s.heldout_verifier_errors:
+        errors.print(
+            f"verifier errors: {s.verifier_errors} of {s.rollouts} training responses and "
+            f"{s.heldout_verifier_errors} held-out ones could not be scored (each is in the table's "
+            "`error` column and counts as a failure)", markup=False)
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in s.stage_seconds.model_dump().items())
     console.print(f"stage compute time: {stages}", markup=False)
     console.print(f"this invocation: {seconds:.1f}s wall-clock (cached stages are not re-run)")

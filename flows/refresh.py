@@ -13,7 +13,9 @@ from prefect import flow
 from bolt_tasks.core.catalogue import RunsDirectory
 from bolt_tasks.core.config import RefreshConfig
 from bolt_tasks.core.results import RefreshResult
-from bolt_tasks.stages.lineage import finish_parent_run_task, rounds_to_run, start_parent_run_task
+from bolt_tasks.stages.lineage import (
+    finish_parent_run_task, parent_run_failed_on_error, rounds_to_run, start_parent_run_task,
+)
 from flows.round import round_stages
 
 
@@ -30,12 +32,13 @@ def bolt_refresh(config: RefreshConfig = RefreshConfig(), runs_dir: str = "runs"
         parent = start_parent_run_task(base.pipeline, runs, first_new, last)
         reference = sampler = previous_run = None
         summaries = []
-        for k in range(last + 1):
-            summary, sampler, reference = round_stages(
-                base.model_copy(update={"round": k}), runs, reference, sampler,
-                parent_run_id=parent, previous_run_id=previous_run,
-            )
-            previous_run = summary.mlflow_run_id
-            summaries.append(summary)
-        plot = finish_parent_run_task(parent, summaries, pipeline, runs)
+        with parent_run_failed_on_error(runs, parent):
+            for k in range(last + 1):
+                summary, sampler, reference = round_stages(
+                    base.model_copy(update={"round": k}), runs, reference, sampler,
+                    parent_run_id=parent, previous_run_id=previous_run,
+                )
+                previous_run = summary.mlflow_run_id
+                summaries.append(summary)
+            plot = finish_parent_run_task(parent, summaries, pipeline, runs)
     return RefreshResult(parent_run_id=parent, rounds=summaries, plot=plot)

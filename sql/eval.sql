@@ -18,7 +18,9 @@ SELECT
     pol.mean_log_ratio AS policy_kl,
     target_success_rate(ref.success_rate, $beta) AS target_success_rate,
     abs(pol.success_rate - target_success_rate(ref.success_rate, $beta)) AS target_error,
-    gap.projection_gap
+    gap.projection_gap,
+    ref.verifier_errors AS reference_verifier_errors,
+    pol.verifier_errors AS policy_verifier_errors
 FROM reference_eval AS ref
 JOIN policy_eval AS pol USING (prompt_id)
 JOIN projection_gap AS gap USING (prompt_id)

@@ -25,5 +25,8 @@ SELECT
     stddev_samp(policy_success_rate - reference_success_rate) / sqrt(count(*)) AS accuracy_gain_se,
     avg(target_success_rate) AS target_accuracy,
     avg(target_error) AS target_error,
-    avg(projection_gap) AS projection_gap
+    avg(projection_gap) AS projection_gap,
+    -- Held-out samples the verifier could not score (never counted as successes).
+    CAST(sum(reference_verifier_errors) + sum(policy_verifier_errors) AS BIGINT)
+        AS heldout_verifier_errors
 FROM eval;

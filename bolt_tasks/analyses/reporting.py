@@ -12,6 +12,7 @@ from bolt_tasks.core.catalogue import RunsDirectory
 from bolt_tasks.core.storage import write_table_atomic, write_text_atomic
 from bolt_tasks.core.tracking import (
     experiment_id,
+    failed_unless_finished,
     log_params_and_metrics,
     mlflow_client,
     numeric_metrics,
@@ -46,13 +47,14 @@ def publish(
         tags={"bolt.analysis": name, "bolt.output_dir": str(out_dir)},
     )
     run_id = run.info.run_id
-    now = int(time.time() * 1000)
-    metrics = [metric for table_name, table in tables.items()
-               for step, row in enumerate(table.to_pylist())
-               for metric in numeric_metrics(row, now, step, f"{table_name}.")]
-    log_params_and_metrics(client, run_id, params, metrics)
-    for path in [*(out_dir / f"{t}.parquet" for t in tables), out_dir / "report.md", *plots]:
-        client.log_artifact(run_id, str(path))
+    with failed_unless_finished(client, run_id):
+        now = int(time.time() * 1000)
+        metrics = [metric for table_name, table in tables.items()
+                   for step, row in enumerate(table.to_pylist())
+                   for metric in numeric_metrics(row, now, step, f"{table_name}.")]
+        log_params_and_metrics(client, run_id, params, metrics)
+        for path in [*(out_dir / f"{t}.parquet" for t in tables), out_dir / "report.md", *plots]:
+            client.log_artifact(run_id, str(path))
     client.set_terminated(run_id)
     return run_id
 

@@ -81,6 +81,7 @@ class HeldoutFigures(_Record):
     target_accuracy: float
     target_error: float
     projection_gap: float
+    heldout_verifier_errors: int
     target_error_noise_floor: float
 
 
@@ -91,7 +92,7 @@ class TrainingDataFigures(_Record):
     mean_response_tokens: float
     stop_fraction: float
     train_mean_reward: float
-    verifier_errors: int
+    verifier_errors: int  # training rollouts the verifier could not score
     train_prompts: int
     mean_ess: float
     mean_ess_fraction: float

@@ -61,19 +61,32 @@ def directory_digest(path: str | Path, content_limit: int = 1 << 26) -> str:
     return sha.hexdigest()[:16]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp makes files only their owner can read; a table or plot is as readable as any file.
+FILE_MODE = 0o666 & ~_umask()
+
+
 @contextmanager
 def atomic_path(path: str | Path):
     """A temporary path beside `path`, renamed to `path` when the block succeeds, removed if
-    it fails."""
+    it fails (a full disk is one sentence naming the file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
     try:
         yield temp_name
+        os.chmod(temp_name, FILE_MODE)
         os.replace(temp_name, path)
-    except BaseException:
+    except BaseException as error:
         Path(temp_name).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.filename is None:
+            raise OSError(error.errno, f"cannot write {path}: {error.strerror or error}") from error
         raise
 
 

@@ -101,7 +101,8 @@ EVAL = _spec("eval", [
     ("reference_mean_reward", DOUBLE), ("policy_mean_reward", DOUBLE),
     ("reference_pass_at_8", DOUBLE), ("policy_pass_at_8", DOUBLE), ("reference_pass_at_32", DOUBLE),
     ("policy_kl", DOUBLE), ("target_success_rate", DOUBLE), ("target_error", DOUBLE),
-    ("projection_gap", DOUBLE)],
+    ("projection_gap", DOUBLE), ("reference_verifier_errors", INT32),
+    ("policy_verifier_errors", INT32)],
     "the held-out evaluation, pi_ref beside the fitted policy, with p* and KL(pi*||pi_theta) "
     "(sql/eval.sql)", view="evals", mlflow=True)
 # E1 (bolt experiment e1) writes these beside the round's tables and in its fits/<fit>/.

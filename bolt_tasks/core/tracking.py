@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+from contextlib import contextmanager
 
 from bolt_tasks.core.catalogue import RunsDirectory
 
@@ -60,6 +61,20 @@ def log_params_and_metrics(client, run_id: str, params: dict, metrics: list) -> 
         client.log_batch(run_id, params=flat[first : first + 100])
     for first in range(0, len(metrics), 1000):
         client.log_batch(run_id, metrics=metrics[first : first + 1000])
+
+
+@contextmanager
+def failed_unless_finished(client, run_id: str):
+    """Mark the run FAILED if the block raises (a full disk, an interrupt): no run is left
+    RUNNING forever by a logging step that did not finish."""
+    try:
+        yield
+    except BaseException:
+        try:
+            client.set_terminated(run_id, "FAILED")
+        except Exception:  # the store itself may be what failed; the original error matters
+            pass
+        raise
 
 
 def experiment_id(client, name: str, runs: RunsDirectory) -> str:

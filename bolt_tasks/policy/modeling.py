@@ -42,7 +42,11 @@ def save_policy_atomic(model, tokenizer, out_dir: str | Path) -> None:
     out_dir = Path(out_dir)
     temp = out_dir.with_name(f".{out_dir.name}.tmp")
     shutil.rmtree(temp, ignore_errors=True)
-    model.save_pretrained(temp)
-    tokenizer.save_pretrained(temp)
+    try:
+        model.save_pretrained(temp)
+        tokenizer.save_pretrained(temp)
+    except Exception as error:  # a full disk raises OSError, or safetensors' own error type
+        shutil.rmtree(temp, ignore_errors=True)
+        raise OSError(f"{out_dir}: cannot save the policy ({type(error).__name__}: {error})") from error
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(temp, out_dir)

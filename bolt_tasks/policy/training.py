@@ -19,6 +19,7 @@ import torch
 
 from bolt_tasks.core.caching import stage
 from bolt_tasks.core.config import TrainingConfig
+from bolt_tasks.core.errors import NonFiniteError
 from bolt_tasks.core.progress import track
 from bolt_tasks.core.storage import ModelRef, TableRef, directory_digest
 from bolt_tasks.core.tables import TRAIN_LOG
@@ -92,6 +93,9 @@ def train_policy(
             model, list(prompt_ids), list(response_ids),
             torch.tensor(batch_weights, dtype=torch.float32), tokenizer.pad_token_id,
         )
+        if not torch.isfinite(loss):
+            raise NonFiniteError(f"weighted SFT: the loss is {loss.item()} at step {step} (epoch "
+                                 f"{epoch}); nothing was saved")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), training.max_grad_norm)
@@ -103,6 +107,10 @@ def train_policy(
         ):
             log[name].append(value)
     model.eval()
+    broken = [name for name, parameter in model.named_parameters() if not torch.isfinite(parameter).all()]
+    if broken:
+        raise NonFiniteError(f"weighted SFT: {len(broken)} parameter tensors hold NaN or inf after "
+                             f"training (first: {broken[0]}); nothing was saved")
     save_policy_atomic(model, tokenizer, out_dir)
     return TRAIN_LOG.write(pa.table(log, schema=TRAIN_LOG.schema), log_path)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 
 import matplotlib
 
@@ -15,7 +16,7 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 from bolt_tasks.core.catalogue import PipelineDirectory, RunsDirectory  # noqa: E402
 from bolt_tasks.core.results import RoundSummary  # noqa: E402
 from bolt_tasks.core.storage import save_figure_atomic, write_text_atomic  # noqa: E402
-from bolt_tasks.core.tracking import experiment_id, mlflow_client  # noqa: E402
+from bolt_tasks.core.tracking import experiment_id, failed_unless_finished, mlflow_client  # noqa: E402
 
 BY_ROUND = ("policy_accuracy", "target_accuracy", "kl", "projection_gap", "target_error",
             "coverage", "mean_ess_fraction")
@@ -40,6 +41,13 @@ def start_parent_run_task(pipeline: str, runs: RunsDirectory, first_round: int, 
               "prefect.flow_run_id": flow_run.id or ""},
     )
     return run.info.run_id
+
+
+@contextmanager
+def parent_run_failed_on_error(runs: RunsDirectory, parent_run_id: str):
+    """The refresh invocation's parent run ends FAILED if a round fails or is interrupted."""
+    with failed_unless_finished(mlflow_client(runs), parent_run_id):
+        yield
 
 
 def rounds_plot(summaries: list[RoundSummary], out_path) -> None:

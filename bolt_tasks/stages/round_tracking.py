@@ -15,6 +15,7 @@ from bolt_tasks.core.results import RoundSummary
 from bolt_tasks.core.tables import MLFLOW_TABLES, ROLLOUTS, WEIGHTS
 from bolt_tasks.core.tracking import (
     experiment_id,
+    failed_unless_finished,
     flatten,
     log_params_and_metrics,
     mlflow_client,
@@ -46,22 +47,23 @@ def log_round(
         } | ({"mlflow.parentRunId": parent_run_id} if parent_run_id else {}),
     )
     run_id = run.info.run_id
-    now = int(time.time() * 1000)
-    metrics = numeric_metrics(flatten("", summary.model_dump(mode="json")), now, 0)
-    for row in pq.read_table(round_dir.table("train_log")).to_pylist():
-        metrics += [
-            Metric(f"train.{name}", float(row[name]), now, int(row["step"]))
-            for name in ("loss", "grad_norm", "learning_rate")
-        ]
-    log_params_and_metrics(client, run_id, config.model_dump(mode="json"), metrics)
-    for spec in MLFLOW_TABLES:
-        client.log_artifact(run_id, round_dir.table(spec.name), "tables")
-    for path in (round_dir.config_json, round_dir.summary_json, round_dir.success_rates_png,
-                 round_dir.loss_png):
-        client.log_artifact(run_id, str(path))
-    client.log_artifacts(run_id, summary.policy, "policy")
-    _log_datasets(client, run_id, round_dir)
-    _register_policy(client, run_id, f"bolt-{config.pipeline}")
+    with failed_unless_finished(client, run_id):
+        now = int(time.time() * 1000)
+        metrics = numeric_metrics(flatten("", summary.model_dump(mode="json")), now, 0)
+        for row in pq.read_table(round_dir.table("train_log")).to_pylist():
+            metrics += [
+                Metric(f"train.{name}", float(row[name]), now, int(row["step"]))
+                for name in ("loss", "grad_norm", "learning_rate")
+            ]
+        log_params_and_metrics(client, run_id, config.model_dump(mode="json"), metrics)
+        for spec in MLFLOW_TABLES:
+            client.log_artifact(run_id, round_dir.table(spec.name), "tables")
+        for path in (round_dir.config_json, round_dir.summary_json, round_dir.success_rates_png,
+                     round_dir.loss_png):
+            client.log_artifact(run_id, str(path))
+        client.log_artifacts(run_id, summary.policy, "policy")
+        _log_datasets(client, run_id, round_dir)
+        _register_policy(client, run_id, f"bolt-{config.pipeline}")
     client.set_terminated(run_id)
     return run_id
 
