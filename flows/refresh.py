@@ -14,7 +14,10 @@ from bolt_tasks.core.catalogue import RunsDirectory
 from bolt_tasks.core.config import RefreshConfig
 from bolt_tasks.core.results import RefreshResult
 from bolt_tasks.stages.lineage import (
-    finish_parent_run_task, parent_run_failed_on_error, rounds_to_run, start_parent_run_task,
+    finish_parent_run_task,
+    parent_run_failed_on_error,
+    rounds_to_run,
+    start_parent_run_task,
 )
 from flows.round import round_stages
 

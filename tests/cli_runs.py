@@ -11,7 +11,8 @@ def bolt(*args, log=None, env=None, cwd=None, **popen):
     """`python -m bolt_cli ARGS`: run to completion (captured), or started with output to `log`."""
     command = [sys.executable, "-m", "bolt_cli", *args]
     if log is None:
-        return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=cwd)
+        return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=cwd,
+                              **popen)
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd, **popen)
 
 

@@ -18,16 +18,19 @@ TINY = ["--set", "reference.steps=3000", "--set", "reference.batch_size=32",
 
 
 def stop_midway(tmp_path: Path, args: list[str], ready, signum: int) -> tuple[str, list[str]]:
-    """Start `bolt ARGS`, wait until ready(runs dir, its output so far) and until it has child
-    processes, send `signum` to its main process, and return its output once nothing of it is
-    left, and the command lines of the processes it had started."""
+    """Start `bolt ARGS`, wait until ready(runs dir, its output so far, its processes' command
+    lines) and until it has child processes, send `signum` to its main process, and return its
+    output once nothing of it is left, and the command lines of the processes it had started."""
     runs = tmp_path / "runs"
     log_path = tmp_path / "bolt.log"
     with open(log_path, "w") as log:
-        process = bolt(*args, "--runs-dir", str(runs), log=log, start_new_session=True)
+        process = bolt(*args, "--runs-dir", str(runs), log=log, cwd=tmp_path, start_new_session=True)
         try:
             deadline = time.time() + 300
-            while not (ready(runs, log_path.read_text()) and len(session_processes(process.pid)) > 1):
+            while True:
+                commands = [" ".join(p.cmdline()) for p in session_processes(process.pid)]
+                if len(commands) > 1 and ready(runs, log_path.read_text(), commands):
+                    break
                 assert process.poll() is None, log_path.read_text()[-3000:]
                 assert time.time() < deadline, "never got to the point to stop it at"
                 time.sleep(0.1)
@@ -46,7 +49,7 @@ def stop_midway(tmp_path: Path, args: list[str], ready, signum: int) -> tuple[st
     return log_path.read_text(), started
 
 
-def bootstrapping(runs: Path, output: str) -> bool:
+def bootstrapping(runs: Path, output: str, commands: list[str]) -> bool:
     """Inside the bootstrap stage's training loop (3000 steps: it lasts a while)."""
     return "bootstrap reference policy: " in output
 
@@ -77,8 +80,23 @@ def test_stopping_bolt_experiment_leaves_no_process(tmp_path):
 def test_stopping_bolt_run_while_vllm_samples_leaves_no_process(tmp_path):
     vllm = ["run", *TINY, "--set", "reference.steps=40", "--set", "sampling.backend=vllm"]
 
-    def sampling(runs: Path, output: str) -> bool:
+    def sampling(runs: Path, output: str, commands: list[str]) -> bool:
         return any(runs.glob("*/round-0/vllm-sample.log"))
 
     _, started = stop_midway(tmp_path, vllm, sampling, signal.SIGTERM)
     assert any("vllm_worker.py" in command for command in started)
+
+
+@pytest.mark.slow
+def test_sigkill_of_bolt_run_leaves_no_process(tmp_path):
+    """SIGKILL runs no handler: the processes bolt starts ask the kernel to end them with it."""
+    (tmp_path / "user_verifiers.py").write_text(
+        "import time\n\ndef hang(prompt, answer, response, finish_reason):\n    time.sleep(3600)\n")
+    hanging = ["run", *TINY, "--set", "reference.steps=40", "--set", "task.verifier=user_verifiers:hang"]
+
+    def verifying(runs: Path, output: str, commands: list[str]) -> bool:
+        return any("verifier_worker" in command for command in commands)
+
+    _, started = stop_midway(tmp_path, hanging, verifying, signal.SIGKILL)
+    assert any("uvicorn" in command for command in started)
+    assert sum("verifier_worker" in command for command in started) >= 1

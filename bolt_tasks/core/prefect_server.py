@@ -76,4 +76,6 @@ def start(log=print) -> str | None:
                                f"{STARTUP_TIMEOUT_SECONDS:.0f} s")
         time.sleep(0.1)
     os.environ["PREFECT_API_URL"] = api_url
+    # It serves no UI: no "View at <url>" lines pointing at pages that do not exist.
+    os.environ.setdefault("PREFECT_UI_URL", "")
     return api_url

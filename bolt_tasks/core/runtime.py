@@ -40,7 +40,7 @@ def hide_prefect_tracebacks() -> None:
     """Prefect logs every failed task and flow with its traceback, two or three times over; on
     the console its one-line message is enough (`bolt --debug` keeps them; the Prefect UI always
     has them)."""
-    import prefect  # noqa: F401  (configures Prefect's logging)
+    import prefect.main  # noqa: F401  (configures Prefect's logging)
 
     loggers = [logging.getLogger()] + [
         logger for name, logger in logging.Logger.manager.loggerDict.items()
