@@ -1,4 +1,5 @@
 import os
+import time
 
 from bolt_tasks.core.runtime import configure_environment
 
@@ -36,3 +37,26 @@ def pytest_unconfigure(config):
     import logging
 
     logging.raiseExceptions = False
+
+
+@pytest.fixture
+def no_process_left(tmp_path):
+    """After the test, no process may still work in tmp_path or name it on its command line:
+    what a bolt command started there must have ended with it (10 s grace)."""
+    yield
+    import psutil
+
+    def left():
+        found = []
+        for process in psutil.process_iter():
+            try:
+                if process.cwd() == str(tmp_path) or str(tmp_path) in " ".join(process.cmdline()):
+                    found.append(" ".join(process.cmdline()))
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+        return found
+
+    deadline = time.time() + 10
+    while left() and time.time() < deadline:
+        time.sleep(0.2)
+    assert not left(), left()

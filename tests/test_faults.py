@@ -3,7 +3,6 @@ valid but minimal configuration, an MLflow store that cannot take the artifacts.
 right numbers or one sentence, and with nothing left running."""
 
 import json
-import time
 from pathlib import Path
 
 import mlflow
@@ -12,6 +11,8 @@ import pytest
 
 from bolt_tasks.core.catalogue import RunsDirectory
 from cli_runs import bolt, finished_states
+
+pytestmark = pytest.mark.usefixtures("no_process_left")
 
 TINY = ["--set", "reference.steps=40", "--set", "reference.batch_size=32", "--train-prompts", "16",
         "--set", "task.heldout_prompts=8", "--set", "evaluation.samples_per_prompt=8",
@@ -125,32 +126,3 @@ def test_an_mlflow_store_that_cannot_take_artifacts_fails_the_run_in_mlflow_too(
     client = mlflow.MlflowClient(RunsDirectory.at(runs).tracking_uri())
     [run] = client.search_runs([client.get_experiment_by_name("bolt-default").experiment_id])
     assert run.info.status == "FAILED"
-
-
-@pytest.fixture(autouse=True)
-def nothing_left_running(tmp_path):
-    """After every fault, no process of the project may still run (each bolt command here had
-    a session of its own; after it exits, that session must be empty)."""
-    yield
-    deadline = time.time() + 10
-    left = []
-    while time.time() < deadline:
-        left = processes_in(tmp_path)
-        if not left:
-            break
-        time.sleep(0.2)
-    assert not left, [p.cmdline() for p in left]
-
-
-def processes_in(tmp_path: Path) -> list:
-    """Processes working in tmp_path or naming it: what a bolt command started there."""
-    import psutil
-
-    found = []
-    for process in psutil.process_iter():
-        try:
-            if str(tmp_path) in " ".join(process.cmdline()) or process.cwd() == str(tmp_path):
-                found.append(process)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return found

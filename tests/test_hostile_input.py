@@ -9,6 +9,8 @@ import pytest
 
 from cli_runs import bolt
 
+pytestmark = pytest.mark.usefixtures("no_process_left")
+
 GOOD = {"prompt": "12+34=", "answer": "046"}
 
 

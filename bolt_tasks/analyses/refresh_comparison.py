@@ -81,12 +81,14 @@ def report_refresh_comparison_task(
     plot = comparison_plot(table, out / "e3_refresh_vs_one_shot.png")
     last = refreshed[-1]
     difference = last.policy_accuracy - one_shot.policy_accuracy
-    standard_error = (last.accuracy_gain_se ** 2 + one_shot.accuracy_gain_se ** 2) ** 0.5
+    errors = (last.accuracy_gain_se, one_shot.accuracy_gain_se)  # None with one held-out prompt
+    standard_error = ("n/a" if None in errors
+                      else f"{100 * (errors[0] ** 2 + errors[1] ** 2) ** 0.5:.1f}")
     finding = (
         f"After {len(refreshed)} refreshed rounds the held-out accuracy is {last.policy_accuracy:.3f} "
         f"against {one_shot.policy_accuracy:.3f} for one shot with the same "
         f"{table['cumulative_samples_per_prompt'][0].as_py()} samples per prompt "
-        f"({100 * difference:+.1f} points, rough SE {100 * standard_error:.1f}); target error "
+        f"({100 * difference:+.1f} points, rough SE {standard_error}); target error "
         f"{last.target_error:.3f} vs {one_shot.target_error:.3f}; KL(pi*||pi) "
         f"{last.projection_gap:.3f} vs {one_shot.projection_gap:.3f}."
     )

@@ -4,7 +4,8 @@ Each worker (stages/verifier_worker.py) scores the responses sent to it in order
 whose verifier call runs past the limit, or whose worker dies (a crash, os._exit, a signal), is
 recorded as an error; the worker is replaced and the responses queued behind it go to the next
 one. A response's clock starts when its worker begins it, so a slow start-up or a queue counts
-against no one.
+against no one, and a spare worker stands ready for each working one, so replacing workers
+(even all at once, when every response hangs) costs no start-up time.
 """
 
 from __future__ import annotations
@@ -89,12 +90,14 @@ def score_in_workers(
             results[worker.queue.popleft()] = (None, error)
             progress.advance(1)
             pending.extendleft(reversed(worker.queue))
-        if pending or any(w.queue for w in pool):
-            launch()
+        if pending:
+            launch()  # the new spare
 
     def feed(worker: _Worker) -> None:
+        # Near the end, fewer each: responses queued behind a hang wait for its time limit.
+        depth = max(1, min(IN_FLIGHT, len(pending) // workers))
         lines = []
-        while pending and len(worker.queue) < IN_FLIGHT:
+        while pending and len(worker.queue) < depth:
             index = pending.popleft()
             if not worker.queue:
                 worker.started = time.monotonic()
@@ -108,7 +111,7 @@ def score_in_workers(
                 pass  # it died: its stdout reaches end of file and retire() handles it
 
     try:
-        for _ in range(min(workers, len(items))):
+        for _ in range(2 * min(workers, len(items))):  # as many spares as workers
             launch()
         while pending or any(w.queue for w in pool):
             for key, _ in selector.select(POLL_SECONDS):
@@ -134,8 +137,10 @@ def score_in_workers(
                     retire(worker, f"verifier timed out after {timeout_s:g} s")
                 elif not worker.ready and now - worker.launched > STARTUP_SECONDS:
                     retire(worker, f"no answer {STARTUP_SECONDS:g} s after it started")
+            busy = sum(1 for worker in pool if worker.queue)
             for worker in pool:
-                if worker.ready or not worker.queue:
+                if worker.ready and pending and (worker.queue or busy < workers):
+                    busy += not worker.queue
                     feed(worker)
     finally:
         for worker in pool:
