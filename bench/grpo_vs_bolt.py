@@ -115,11 +115,11 @@ def run_bolt(reference: str, prompts: pa.Table, accuracy: HeldOutAccuracy, round
     for k in range(rounds):
         start = time.perf_counter()
         rollouts = sample_rollouts(prompts, sampler, reference, SamplingConfig(samples_per_prompt=samples),
-                                   k, work / f"rollouts-{k}.parquet").read()
+                                   TaskConfig(), k, work / f"rollouts-{k}.parquet").read()
         rewards = score_rollouts(prompts, rollouts, TaskConfig(), work / f"rewards-{k}.parquet").read()
         weights, _ = compute_weights(rollouts, rewards, weighting)
         policy = work / f"policy-{k}"
-        train_policy(prompts, rollouts, weights, sampler, training, policy, work / f"log-{k}.parquet")
+        train_policy(rollouts, weights, sampler, training, policy, work / f"log-{k}.parquet")
         elapsed += time.perf_counter() - start
         model, _ = load_policy(str(policy), torch.device("cpu"))
         curve.append({"seconds": elapsed, "accuracy": accuracy(model), "round": k})

@@ -67,15 +67,13 @@ def experiment_target_match(
                 fit_dir.table("prompt_stats"),
             )
             policy, train_log = fit_cached(train_task)(
-                prompts, rollouts, weights, reference, data.training, fit_dir.policy,
-                fit_dir.table("train_log"),
+                rollouts, weights, reference, data.training, fit_dir.policy, fit_dir.table("train_log"),
             )
             fits.append(Fit(
                 scheme, beta,
                 fit_cached(answer_probability_task)(prompts, policy, fit_dir.table("answer_probability")),
-                fit_cached(sample_logprobs_task)(rollouts, prompts, policy, fit_dir.table("train_logprobs")),
-                fit_cached(sample_logprobs_task)(reference_samples, prompts, policy,
-                                                 fit_dir.table("heldout_logprobs")),
+                fit_cached(sample_logprobs_task)(rollouts, policy, fit_dir.table("train_logprobs")),
+                fit_cached(sample_logprobs_task)(reference_samples, policy, fit_dir.table("heldout_logprobs")),
                 train_log,
             ))
     return cached(report_target_match_task)(

@@ -57,7 +57,8 @@ def round_rollouts(
     reference = reference or bootstrap_reference(config.reference, config.task, str(runs))
     sampler = sampler or reference
     rollouts = cached(sample_task)(
-        prompts, sampler, reference, config.sampling, config.round, round_dir.table("rollouts")
+        prompts, sampler, reference, config.sampling, config.task, config.round,
+        round_dir.table("rollouts"),
     )
     rewards = cached(score_task)(prompts, rollouts, config.task, round_dir.table("rewards"))
     return RoundRollouts(prompts, reference, sampler, rollouts, rewards)
@@ -84,8 +85,8 @@ def round_stages(
         round_dir.table("prompt_stats"),
     )
     policy, train_log = cached(train_task)(
-        scored.prompts, scored.rollouts, weights, scored.sampler, config.training,
-        round_dir.policy, round_dir.table("train_log"),
+        scored.rollouts, weights, scored.sampler, config.training, round_dir.policy,
+        round_dir.table("train_log"),
     )
     reference_eval, reference_samples = cached(evaluate_task)(
         scored.prompts, scored.reference, scored.reference, config.evaluation, config.task,
@@ -96,8 +97,7 @@ def round_stages(
         round_dir.table("policy_eval"), round_dir.table("policy_samples"),
     )
     policy_logprobs = cached(sample_logprobs_task)(
-        reference_samples, scored.prompts, policy,
-        round_dir.table("reference_samples_policy_logprobs"),
+        reference_samples, policy, round_dir.table("reference_samples_policy_logprobs"),
     )
     evaluation = cached(combine_task)(
         reference_eval, policy_eval, reference_samples, policy_logprobs, config.weighting.beta,

@@ -15,14 +15,14 @@
 -- the missing tables and creates the other views. `bolt sql` creates only the views whose table
 -- exists, and refuses anything but reads; plain duckdb does not.
 
--- prompts: prompts.parquet, training and held-out prompts of the round (split = train | heldout)
+-- prompts: prompts.parquet, training and held-out prompts of the round (split = train | heldout); messages: a chat-format row's turns (JSON), metadata: what a source's own verifier needs (JSON)
 CREATE OR REPLACE VIEW prompts AS
 SELECT regexp_extract(filename, '([^/\\]+)[/\\]round-[0-9]+[/\\][^/\\]+$', 1) AS pipeline,
        CAST(regexp_extract(filename, 'round-([0-9]+)[/\\][^/\\]+$', 1) AS INTEGER) AS round,
        * EXCLUDE (filename)
 FROM read_parquet('*/round-*/prompts.parquet', filename = true, union_by_name = true, can_have_nan = true);
 
--- rollouts: rollouts.parquet, N responses per training prompt with log q (sampler) and log pi_ref, summed over the response tokens
+-- rollouts: rollouts.parquet, N responses per training prompt with log q (sampler) and log pi_ref, summed over the response tokens; prompt_text and prompt_token_ids are exactly what the policy was given
 CREATE OR REPLACE VIEW rollouts AS
 SELECT regexp_extract(filename, '([^/\\]+)[/\\]round-[0-9]+[/\\][^/\\]+$', 1) AS pipeline,
        CAST(regexp_extract(filename, 'round-([0-9]+)[/\\][^/\\]+$', 1) AS INTEGER) AS round,

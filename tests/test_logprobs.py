@@ -3,7 +3,7 @@
 import numpy as np
 import pyarrow as pa
 
-from bolt_tasks.core.config import SamplingConfig
+from bolt_tasks.core.config import SamplingConfig, TaskConfig
 from bolt_tasks.policy.logprobs import response_logprobs
 from bolt_tasks.policy.modeling import encode_prompts
 from bolt_tasks.sampling.decode import generate
@@ -52,7 +52,7 @@ def test_rollouts_table_schema_and_reference_logprob(tiny_model_dir, tmp_path):
         "difficulty": pa.array([None, None, None], pa.int32()),
     })
     sampling = SamplingConfig(samples_per_prompt=4, max_new_tokens=5, temperature=0.7, seed=1)
-    ref = sample_rollouts(prompts, tiny_model_dir, tiny_model_dir, sampling, 0, tmp_path / "r.parquet")
+    ref = sample_rollouts(prompts, tiny_model_dir, tiny_model_dir, sampling, TaskConfig(), 0, tmp_path / "r.parquet")
     rollouts = ref.read()
     assert rollouts.num_rows == 8
     assert set(rollouts["prompt_id"].to_pylist()) == {"a", "b"}

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from bolt_tasks.core.config import SamplingConfig, validate_round_config
+from bolt_tasks.core.config import SamplingConfig, TaskConfig, validate_round_config
 from bolt_tasks.policy.logprobs import pad_prompt_response, response_logprobs
 from bolt_tasks.policy.modeling import encode_prompts
 from bolt_tasks.sampling.backends import VllmSampler, resolve_backend
@@ -49,7 +49,7 @@ def tempered_rollouts(vllm_python, tiny_model_dir, tmp_path_factory):
     come from a second engine's prompt log-probs."""
     out = tmp_path_factory.mktemp("vllm") / "rollouts.parquet"
     return sample_rollouts(PROMPT_TABLE, tiny_model_dir, tiny_model_dir,
-                           sampling("vllm", seed=5), 0, out).read()
+                           sampling("vllm", seed=5), TaskConfig(), 0, out).read()
 
 
 @torch.no_grad()
@@ -63,7 +63,8 @@ def tempered_logprobs(model, prompts, responses, pad_id, temperature):
 
 def test_vllm_rollouts_have_the_transformers_schema(tempered_rollouts, tiny_model_dir, tmp_path):
     reference = sample_rollouts(PROMPT_TABLE, tiny_model_dir, tiny_model_dir,
-                                sampling("transformers", seed=5), 0, tmp_path / "t.parquet").read()
+                                sampling("transformers", seed=5), TaskConfig(), 0,
+                                tmp_path / "t.parquet").read()
     assert tempered_rollouts.schema == reference.schema
     for column in ("prompt_id", "sample_idx", "sampler_model", "round"):
         assert tempered_rollouts[column].to_pylist() == reference[column].to_pylist(), column

@@ -16,79 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bolt_tasks.core.catalogue import refresh_pipeline_name
 from bolt_tasks.core.errors import BoltInputError
 
-# The ranges inside which every log-weight stays a finite float64 (|r/beta|, |eta*r| <= 1e12),
-# with room to spare: weights are normalised in log space, so only these products must be finite.
-MAX_ABS_REWARD = 1e6
-BETA_RANGE = (1e-6, 1e6)
-BUILTIN_PROMPTS = 10_000  # the built-in task's distinct prompts (two-digit addition)
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class TaskConfig(_Frozen):
-    """Where prompts come from and how answers are checked.
-
-    Without prompt files: the built-in task, two-digit addition 'AB+CD=' with a 3-digit answer.
-    """
-
-    train_prompts: int = Field(
-        1000, ge=1, description="Number of training prompts the round samples responses for."
-    )
-    heldout_prompts: int = Field(
-        512, ge=1, description="Number of held-out prompts used only for evaluation."
-    )
-    seed: int = Field(0, description="Seed of the train/held-out split and prompt draw.")
-    prompts_file: Path | None = Field(
-        None,
-        description="Your own training prompts: JSONL or Parquet with fields prompt, answer "
-        "and optional id. Overrides the built-in task's training prompts.",
-    )
-    heldout_file: Path | None = Field(
-        None,
-        description="Your own held-out prompts (same format). Required with prompts_file.",
-    )
-    verifier: str = Field(
-        "arithmetic",
-        description="Verifier name in the registry (arithmetic, exact_match) or 'module:function' "
-        "for your own callable f(prompt, answer, response, finish_reason) -> float.",
-    )
-    verifier_fallback_reward: float = Field(
-        0.0, ge=-MAX_ABS_REWARD, le=MAX_ABS_REWARD,
-        description="Reward recorded for a response the verifier could not score (it raised, "
-        "timed out, died or returned something that is not a finite number); the error text is "
-        "kept in rewards.error, and such a response never counts as a success.",
-    )
-    verifier_timeout_s: float = Field(
-        10.0, gt=0,
-        description="Time limit per response for a 'module:function' verifier; past it the "
-        "response is recorded as an error and the verifier's worker process is replaced.",
-    )
-    verifier_workers: int = Field(
-        2, ge=1, description="Worker processes that run a 'module:function' verifier.",
-    )
-    max_verifier_error_share: float = Field(
-        0.01, ge=0, le=1,
-        description="The round stops, naming the first error, when a larger share of responses "
-        "could not be scored; below it the errors are counted on screen and in MLflow.",
-    )
-    max_prompt_chars: int = Field(
-        20_000, ge=1,
-        description="Longest prompt accepted, in characters; prompts must also fit the reference "
-        "model's context with room for the longest response.",
-    )
-
-    @model_validator(mode="after")
-    def _files_come_in_pairs(self) -> "TaskConfig":
-        if (self.prompts_file is None) != (self.heldout_file is None):
-            raise ValueError("prompts_file and heldout_file must be given together")
-        if self.prompts_file is None and self.train_prompts + self.heldout_prompts > BUILTIN_PROMPTS:
-            raise ValueError(
-                f"the built-in task has {BUILTIN_PROMPTS:,} prompts: train_prompts "
-                f"({self.train_prompts:,}) + heldout_prompts ({self.heldout_prompts:,}) must not "
-                "exceed it")
-        return self
+from bolt_tasks.core.config_task import (  # noqa: F401  (TaskConfig belongs to a round)
+    BETA_RANGE, BUILTIN_PROMPTS, MAX_ABS_REWARD, TaskConfig, _Frozen,
+)
 
 
 class ReferenceConfig(_Frozen):
@@ -198,6 +128,19 @@ class WeightingConfig(_Frozen):
         return eta
 
 
+class LoraConfig(_Frozen):
+    """Low-rank adapters (peft) instead of full fine-tuning; the saved policy is the base model
+    with the adapters merged in, an ordinary folder that vLLM and the next round load."""
+
+    rank: int = Field(16, ge=1, description="Rank r of each adapter.")
+    alpha: float = Field(32.0, gt=0, description="Scale numerator: the update is (alpha / r) B A.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the adapters' input.")
+    target_modules: list[str] | None = Field(
+        None, description="Module names to adapt, e.g. ['q_proj', 'v_proj']. Empty: peft's "
+        "default for the architecture.",
+    )
+
+
 class TrainingConfig(_Frozen):
     """Weighted maximum likelihood fit of the new policy, starting from pi_ref."""
 
@@ -213,6 +156,20 @@ class TrainingConfig(_Frozen):
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
     seed: int = Field(0, description="Seed of the data order.")
+    max_tokens_per_micro_batch: int | None = Field(
+        None, ge=1,
+        description="Memory bound: each optimizer step's batch_size rollouts are run in "
+        "micro-batches of at most this many (padded) tokens and their gradients accumulated; the "
+        "loss is always normalised by batch_size, so the fit does not depend on it. Empty: one "
+        "micro-batch per step.",
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward pass (less memory, more time).",
+    )
+    lora: LoraConfig | None = Field(
+        None, description="Train low-rank adapters (merged into the saved policy). Empty: full "
+        "fine-tuning.",
+    )
 
 
 class EvaluationConfig(_Frozen):

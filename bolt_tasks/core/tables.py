@@ -48,14 +48,17 @@ def _spec(name: str, fields: list | pa.Schema, description: str, **options) -> T
 
 PROMPTS = _spec("prompts", [
     ("prompt_id", STRING), ("prompt", STRING), ("answer", STRING), ("split", STRING),
-    ("difficulty", INT32)],
-    "training and held-out prompts of the round (split = train | heldout)", view="prompts", mlflow=True)
+    ("difficulty", INT32), ("messages", STRING), ("metadata", STRING)],
+    "training and held-out prompts of the round (split = train | heldout); messages: a chat-format "
+    "row's turns (JSON), metadata: what a source's own verifier needs (JSON)",
+    view="prompts", mlflow=True)
 ROLLOUTS = _spec("rollouts", KEY + [
-    ("response", STRING), ("response_token_ids", pa.list_(INT32)), ("sampler_logprob", DOUBLE),
+    ("prompt_text", STRING), ("prompt_token_ids", pa.list_(INT32)), ("response", STRING), ("response_token_ids", pa.list_(INT32)), ("sampler_logprob", DOUBLE),
     ("reference_logprob", DOUBLE), ("num_tokens", INT32), ("finish_reason", STRING),
     ("sampler_model", STRING), ("round", INT32)],
     "N responses per training prompt with log q (sampler) and log pi_ref, summed over the "
-    "response tokens", view="rollouts", mlflow=True)
+    "response tokens; prompt_text and prompt_token_ids are exactly what the policy was given",
+    view="rollouts", mlflow=True)
 REWARDS = _spec("rewards", KEY + [
     ("reward", DOUBLE), ("verifier", STRING), ("error", STRING)],
     "the verifier's reward of each rollout, and its error if it failed", view="rewards", mlflow=True)
@@ -82,7 +85,7 @@ REFERENCE_EVAL = _spec("reference_eval", HELDOUT_EVAL_SCHEMA,
 POLICY_EVAL = _spec("policy_eval", HELDOUT_EVAL_SCHEMA,
                     "the fitted policy per held-out prompt", view="policy_eval")
 EVAL_SAMPLES_SCHEMA = pa.schema(KEY + [
-    ("response_token_ids", pa.list_(INT32)), ("sampler_logprob", DOUBLE),
+    ("prompt_token_ids", pa.list_(INT32)), ("response_token_ids", pa.list_(INT32)), ("sampler_logprob", DOUBLE),
     ("reference_logprob", DOUBLE), ("reward", DOUBLE), ("error", STRING)])
 REFERENCE_SAMPLES = _spec("reference_samples", EVAL_SAMPLES_SCHEMA,
                           "pi_ref's temperature-1 samples of the held-out prompts",

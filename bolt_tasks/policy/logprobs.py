@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch.utils.checkpoint import checkpoint
 
 from bolt_tasks.core.progress import track
 
@@ -33,14 +34,51 @@ def pad_prompt_response(
     return ids.to(device), attention.to(device), response_mask.to(device)
 
 
+# float32 logits computed at once: positions are taken in chunks of at most this many
+# batch x position x vocabulary elements (2**26 = 256 MB), never the whole [batch, length, vocab].
+LOGIT_BUDGET = 1 << 26
+
+
+def _decoder_and_head(model):
+    """The model's transformer body (ending in its final norm) and its output projection; a
+    peft model is looked through to the model it adapts."""
+    causal = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return causal.get_decoder(), causal.get_output_embeddings(), causal.config
+
+
+def _chunk_logprob_sums(head, softcap, hidden, targets, mask) -> torch.Tensor:
+    logits = head(hidden).float()
+    if softcap:  # Gemma-style final logit soft-capping, as the model's own forward applies it
+        logits = torch.tanh(logits / softcap) * softcap
+    token_logprobs = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return (token_logprobs * mask).sum(dim=-1)
+
+
 def response_logprob_sums(
     model, ids: torch.Tensor, attention: torch.Tensor, response_mask: torch.Tensor
 ) -> torch.Tensor:
-    """Per-sequence sum of response-token log-probs (float32, differentiable)."""
-    logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
-    targets = ids[:, 1:]
-    token_logprobs = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    return (token_logprobs * response_mask[:, 1:]).sum(dim=-1)
+    """Per-sequence sum of response-token log-probs (float32, differentiable).
+
+    The output projection and log-softmax run over chunks of positions, so a large vocabulary
+    on long sequences never needs the whole float32 [batch, length, vocab] logits; when
+    training, each chunk is recomputed in the backward pass instead of kept."""
+    decoder, head, config = _decoder_and_head(model)
+    hidden = decoder(input_ids=ids, attention_mask=attention).last_hidden_state[:, :-1]
+    targets, mask = ids[:, 1:], response_mask[:, 1:]
+    softcap = getattr(config, "final_logit_softcapping", None)
+    batch, positions = targets.shape
+    chunk = max(1, LOGIT_BUDGET // (batch * head.out_features))
+    sums = torch.zeros(batch, device=ids.device, dtype=torch.float32)
+    for start in range(0, positions, chunk):
+        part = slice(start, start + chunk)
+        if not mask[:, part].any():  # prompt or padding only: no loss term here
+            continue
+        arguments = (head, softcap, hidden[:, part], targets[:, part], mask[:, part])
+        if torch.is_grad_enabled():
+            sums = sums + checkpoint(_chunk_logprob_sums, *arguments, use_reentrant=False)
+        else:
+            sums = sums + _chunk_logprob_sums(*arguments)
+    return sums
 
 
 @torch.no_grad()

@@ -24,11 +24,14 @@ from bolt_tasks.core.progress import track
 from bolt_tasks.core.storage import ModelRef, TableRef, directory_digest
 from bolt_tasks.core.tables import TRAIN_LOG
 from bolt_tasks.policy.logprobs import pad_prompt_response, response_logprob_sums
-from bolt_tasks.policy.modeling import encode_prompts, load_policy, save_policy_atomic
+from bolt_tasks.policy.modeling import load_policy, save_policy_atomic
 
 
-def weighted_nll(model, prompts, responses, weights: torch.Tensor, pad_id: int) -> torch.Tensor:
-    """The batch loss: -(sum_i w_i * sum_t log pi(y_it)) / batch size."""
+def weighted_nll(
+    model, prompts, responses, weights: torch.Tensor, pad_id: int, batch_size: int | None = None
+) -> torch.Tensor:
+    """The loss of these sequences: -(sum_i w_i * sum_t log pi(y_it)) / batch_size, where
+    batch_size is the whole optimizer batch's (these sequences', by default)."""
     device = next(model.parameters()).device
     batch = pad_prompt_response(prompts, responses, pad_id, device)
     autocast = (
@@ -36,13 +39,28 @@ def weighted_nll(model, prompts, responses, weights: torch.Tensor, pad_id: int) 
     )
     with autocast:
         sequence_logprobs = response_logprob_sums(model, *batch)
-    return -(weights.to(device) * sequence_logprobs).sum() / len(prompts)
+    return -(weights.to(device) * sequence_logprobs).sum() / (batch_size or len(prompts))
 
 
-def weighted_examples(prompts: pa.Table, rollouts: pa.Table, weights: pa.Table, tokenizer):
-    """(prompt ids, response ids, weight) per rollout, joined on (prompt_id, sample_idx)."""
-    prompt_text = dict(zip(prompts["prompt_id"].to_pylist(), prompts["prompt"].to_pylist()))
-    encoded = dict(zip(prompt_text, encode_prompts(tokenizer, list(prompt_text.values()))))
+def micro_batches(batch: list, max_tokens: int | None) -> list[list]:
+    """Consecutive runs of (prompt, response, weight) examples whose padded size (count x
+    longest sequence) stays within max_tokens; an example longer than that runs alone."""
+    if max_tokens is None:
+        return [batch]
+    runs, current, longest = [], [], 0
+    for example in batch:
+        length = len(example[0]) + len(example[1])
+        if current and (len(current) + 1) * max(longest, length) > max_tokens:
+            runs.append(current)
+            current, longest = [], 0
+        current.append(example)
+        longest = max(longest, length)
+    return runs + [current] if current else runs
+
+
+def weighted_examples(rollouts: pa.Table, weights: pa.Table):
+    """(prompt ids, response ids, weight) per rollout, joined on (prompt_id, sample_idx); the
+    prompt ids are exactly those the sampler was given (rollouts.prompt_token_ids)."""
     weight_of = {
         (p, s): w
         for p, s, w in zip(
@@ -51,21 +69,47 @@ def weighted_examples(prompts: pa.Table, rollouts: pa.Table, weights: pa.Table, 
         )
     }
     keys = zip(rollouts["prompt_id"].to_pylist(), rollouts["sample_idx"].to_pylist())
-    responses = rollouts["response_token_ids"].to_pylist()
-    return [(encoded[p], response, weight_of[(p, s)]) for (p, s), response in zip(keys, responses)]
+    pairs = zip(rollouts["prompt_token_ids"].to_pylist(), rollouts["response_token_ids"].to_pylist())
+    return [(prompt, response, weight_of[key]) for key, (prompt, response) in zip(keys, pairs)]
+
+
+def prepare_model(start_model: str, training: TrainingConfig):
+    """(model in train mode, tokenizer): with LoRA adapters when configured, and gradient
+    checkpointing when asked for."""
+    model, tokenizer = load_policy(start_model)
+    if training.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
+    if training.lora is not None:
+        from peft import LoraConfig, get_peft_model
+
+        lora = training.lora
+        model = get_peft_model(model, LoraConfig(
+            r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+            target_modules=lora.target_modules, task_type="CAUSAL_LM"))
+    model.train()
+    return model, tokenizer
+
+
+def finished_model(model):
+    """The model to save: adapters merged into the base weights (an ordinary checkpoint)."""
+    model.eval()
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    model.config.use_cache = True
+    return model
 
 
 def train_policy(
-    prompts: pa.Table, rollouts: pa.Table, weights: pa.Table, start_model: str,
-    training: TrainingConfig, out_dir: str | Path, log_path: str | Path,
+    rollouts: pa.Table, weights: pa.Table, start_model: str, training: TrainingConfig,
+    out_dir: str | Path, log_path: str | Path,
 ) -> TableRef:
     """Fit from start_model on the weighted rollouts; save the policy; return the loss log."""
-    model, tokenizer = load_policy(start_model)
-    model.train()
-    examples = weighted_examples(prompts, rollouts, weights, tokenizer)
+    model, tokenizer = prepare_model(start_model, training)
+    examples = weighted_examples(rollouts, weights)
+    trained = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=training.learning_rate, betas=(0.9, 0.99),
-        weight_decay=training.weight_decay,
+        trained, lr=training.learning_rate, betas=(0.9, 0.99), weight_decay=training.weight_decay,
     )
     generator = torch.Generator().manual_seed(training.seed)
     steps_per_epoch = -(-len(examples) // training.batch_size)
@@ -88,25 +132,28 @@ def train_policy(
                 yield epoch, [examples[i] for i in order[first : first + training.batch_size]]
 
     for step, (epoch, batch) in enumerate(track(batches(), total, "weighted SFT")):
-        prompt_ids, response_ids, batch_weights = zip(*batch)
-        loss = weighted_nll(
-            model, list(prompt_ids), list(response_ids),
-            torch.tensor(batch_weights, dtype=torch.float32), tokenizer.pad_token_id,
-        )
-        if not torch.isfinite(loss):
-            raise NonFiniteError(f"weighted SFT: the loss is {loss.item()} at step {step} (epoch "
-                                 f"{epoch}); nothing was saved")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), training.max_grad_norm)
+        loss = 0.0
+        for part in micro_batches(batch, training.max_tokens_per_micro_batch):
+            prompt_ids, response_ids, part_weights = zip(*part)
+            part_loss = weighted_nll(
+                model, list(prompt_ids), list(response_ids),
+                torch.tensor(part_weights, dtype=torch.float32), tokenizer.pad_token_id, len(batch),
+            )
+            part_loss.backward()
+            loss += part_loss.item()
+        if not math.isfinite(loss):
+            raise NonFiniteError(f"weighted SFT: the loss is {loss} at step {step} (epoch "
+                                 f"{epoch}); nothing was saved")
+        grad_norm = torch.nn.utils.clip_grad_norm_(trained, training.max_grad_norm)
         learning_rate = scheduler.get_last_lr()[0]
         optimizer.step()
         scheduler.step()
         for name, value in zip(
-            TRAIN_LOG.schema.names, (step, epoch, loss.item(), grad_norm.item(), learning_rate)
+            TRAIN_LOG.schema.names, (step, epoch, loss, grad_norm.item(), learning_rate)
         ):
             log[name].append(value)
-    model.eval()
+    model = finished_model(model)
     broken = [name for name, parameter in model.named_parameters() if not torch.isfinite(parameter).all()]
     if broken:
         raise NonFiniteError(f"weighted SFT: {len(broken)} parameter tensors hold NaN or inf after "
@@ -117,10 +164,10 @@ def train_policy(
 
 @stage("weighted-sft")
 def train_task(
-    prompts: TableRef, rollouts: TableRef, weights: TableRef, start_model: ModelRef,
-    training: TrainingConfig, out_dir: str, log_path: str,
+    rollouts: TableRef, weights: TableRef, start_model: ModelRef, training: TrainingConfig,
+    out_dir: str, log_path: str,
 ) -> tuple[ModelRef, TableRef]:
     log = train_policy(
-        prompts.read(), rollouts.read(), weights.read(), start_model.path, training, out_dir, log_path
+        rollouts.read(), weights.read(), start_model.path, training, out_dir, log_path
     )
     return ModelRef(out_dir, directory_digest(out_dir)), log

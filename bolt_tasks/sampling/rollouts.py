@@ -10,12 +10,20 @@ import pyarrow.compute as pc
 
 from bolt_tasks.core.caching import stage
 from bolt_tasks.core.catalogue import RoundDirectory
-from bolt_tasks.core.config import SamplingConfig
+from bolt_tasks.core.config import SamplingConfig, TaskConfig
 from bolt_tasks.core.storage import ModelRef, TableRef
 from bolt_tasks.core.tables import ROLLOUTS
-from bolt_tasks.policy.modeling import encode_prompts, load_tokenizer
+from bolt_tasks.policy.modeling import load_tokenizer
+from bolt_tasks.policy.prompting import render_prompts
 from bolt_tasks.sampling.backends import sampler_for
 from bolt_tasks.sampling.decode import decode_responses
+
+
+def render_task_prompts(tokenizer, prompts: pa.Table, task: TaskConfig) -> tuple[list[str], list[list[int]]]:
+    """(text, token ids) of each row of a prompts table, as the task presents it."""
+    messages = prompts["messages"].to_pylist() if "messages" in prompts.column_names else None
+    return render_prompts(tokenizer, prompts["prompt"].to_pylist(), task.chat_template,
+                          task.system_prompt, messages)
 
 
 def sample_rollouts(
@@ -23,6 +31,7 @@ def sample_rollouts(
     sampler_model: str,
     reference_model: str,
     sampling: SamplingConfig,
+    task: TaskConfig,
     round_index: int,
     out_path: str | Path,
 ) -> TableRef:
@@ -38,7 +47,7 @@ def sample_rollouts(
     train = prompts.filter(pc.equal(prompts["split"], "train"))
     tokenizer = load_tokenizer(sampler_model)
     n = sampling.samples_per_prompt
-    prompt_ids = encode_prompts(tokenizer, train["prompt"].to_pylist())
+    prompt_texts, prompt_ids = render_task_prompts(tokenizer, train, task)
     result = sampler.sample(
         str(sampler_model), prompt_ids, sampling, log_path=logs.vllm_log("sample")
     )
@@ -55,6 +64,8 @@ def sample_rollouts(
         {
             "prompt_id": [pid for pid in train["prompt_id"].to_pylist() for _ in range(n)],
             "sample_idx": list(range(n)) * train.num_rows,
+            "prompt_text": [text for text in prompt_texts for _ in range(n)],
+            "prompt_token_ids": [ids for ids in prompt_ids for _ in range(n)],
             "response": decode_responses(tokenizer, result.token_ids),
             "response_token_ids": result.token_ids,
             "sampler_logprob": result.logprobs,
@@ -72,8 +83,9 @@ def sample_rollouts(
 @stage("sample-rollouts")
 def sample_task(
     prompts: TableRef, sampler: ModelRef, reference: ModelRef, sampling: SamplingConfig,
-    round_index: int, out_path: str,
+    task: TaskConfig, round_index: int, out_path: str,
 ) -> TableRef:
     """`sampling.backend` should be resolved (backends.resolve_backend) so the cache key names
     the backend that ran."""
-    return sample_rollouts(prompts.read(), sampler.path, reference.path, sampling, round_index, out_path)
+    return sample_rollouts(prompts.read(), sampler.path, reference.path, sampling, task, round_index,
+                           out_path)

@@ -53,6 +53,8 @@ def prompts_table(seed: int, train_prompts: int, heldout_prompts: int) -> pa.Tab
             "answer": [answer_text(i // 100, i % 100) for i, _ in rows],
             "split": [split for _, split in rows],
             "difficulty": pa.array([carries(i // 100, i % 100) for i, _ in rows], pa.int32()),
+            "messages": pa.nulls(len(rows), pa.string()),
+            "metadata": pa.nulls(len(rows), pa.string()),
         }
     )
 

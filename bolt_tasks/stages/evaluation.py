@@ -18,8 +18,9 @@ from bolt_tasks.core.config import EvaluationConfig, TaskConfig
 from bolt_tasks.core.storage import ModelRef, TableRef, write_table_atomic
 from bolt_tasks.core.tables import EVAL_SAMPLES_SCHEMA, HELDOUT_EVAL_SCHEMA, SAMPLE_LOGPROBS_SCHEMA
 from bolt_tasks.policy.logprobs import response_logprobs
-from bolt_tasks.policy.modeling import encode_prompts, load_policy
+from bolt_tasks.policy.modeling import load_policy
 from bolt_tasks.sampling.decode import decode_responses, generate
+from bolt_tasks.sampling.rollouts import render_task_prompts
 from bolt_tasks.stages.verifiers import VerifierCode, check_error_share, score_responses
 
 
@@ -40,7 +41,7 @@ def evaluate_policy(
     heldout = prompts.filter(pc.equal(prompts["split"], "heldout"))
     model, tokenizer = load_policy(model_path)
     m = evaluation.samples_per_prompt
-    prompt_ids = encode_prompts(tokenizer, heldout["prompt"].to_pylist())
+    _, prompt_ids = render_task_prompts(tokenizer, heldout, task)
     repeated = [ids for ids in prompt_ids for _ in range(m)]
     sampled = generate(
         model, tokenizer, repeated, 1.0, evaluation.max_new_tokens, evaluation.batch_size,
@@ -73,6 +74,7 @@ def evaluate_policy(
         {
             "prompt_id": [k[0] for k in keys],
             "sample_idx": [k[1] for k in keys],
+            "prompt_token_ids": repeated,
             "response_token_ids": sampled.token_ids,
             "sampler_logprob": sampled.logprobs,
             "reference_logprob": reference_logprobs,
@@ -105,13 +107,13 @@ def evaluate_policy(
     return evaluated, samples_ref
 
 
-def sample_logprobs(samples: pa.Table, prompts: pa.Table, model_path: str, out_path: str | Path) -> TableRef:
-    """log pi_theta of stored samples: (prompt_id, sample_idx, policy_logprob)."""
+def sample_logprobs(samples: pa.Table, model_path: str, out_path: str | Path) -> TableRef:
+    """log pi_theta of stored samples (rollouts or evaluation samples, which carry the exact
+    prompt ids they were drawn for): (prompt_id, sample_idx, policy_logprob)."""
     model, tokenizer = load_policy(model_path)
-    prompt_text = dict(zip(prompts["prompt_id"].to_pylist(), prompts["prompt"].to_pylist()))
-    prompt_ids = encode_prompts(tokenizer, [prompt_text[p] for p in samples["prompt_id"].to_pylist()])
     logprobs = response_logprobs(
-        model, prompt_ids, samples["response_token_ids"].to_pylist(), tokenizer.pad_token_id,
+        model, samples["prompt_token_ids"].to_pylist(), samples["response_token_ids"].to_pylist(),
+        tokenizer.pad_token_id,
         batch_size=2048, description=f"log-probs of samples under {Path(model_path).name}",
     )
     table = pa.table(
@@ -133,5 +135,5 @@ def evaluate_task(
 
 
 @stage("logprobs-of-samples")
-def sample_logprobs_task(samples: TableRef, prompts: TableRef, model: ModelRef, out_path: str) -> TableRef:
-    return sample_logprobs(samples.read(), prompts.read(), model.path, out_path)
+def sample_logprobs_task(samples: TableRef, model: ModelRef, out_path: str) -> TableRef:
+    return sample_logprobs(samples.read(), model.path, out_path)

@@ -87,7 +87,7 @@ def check_round_inputs(config: RoundConfig, runs: RunsDirectory) -> None:
     """The pipeline name, the verifier, the prompt files and their fit to the model, then the
     runs directory (created here, once everything else is known to be good)."""
     runs.pipeline(config.pipeline)
-    resolve_verifier(config.task.verifier)
+    resolve_verifier(config.task.verifier_name)
     prompts, sources = read_prompts(config.task)
     encode, vocabulary, context = reference_encoder(config.reference)
     longest_response = max(config.sampling.max_new_tokens, config.evaluation.max_new_tokens)

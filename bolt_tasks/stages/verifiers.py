@@ -38,11 +38,11 @@ def score_responses(
 ) -> tuple[np.ndarray, list[str | None]]:
     """Rewards (fallback where errored) and error texts of (prompt, answer, response,
     finish_reason) items. The registry's verifiers run here; a user's in worker processes."""
-    if is_registered(task.verifier):
-        verifier = resolve_verifier(task.verifier)
+    if is_registered(task.verifier_name):
+        verifier = resolve_verifier(task.verifier_name)
         results = [call_verifier(verifier, *item) for item in track(items, len(items), description)]
     else:
-        results = score_in_workers(task.verifier, items, task.verifier_timeout_s,
+        results = score_in_workers(task.verifier_name, items, task.verifier_timeout_s,
                                    task.verifier_workers, description)
     rewards = np.array([task.verifier_fallback_reward if r is None else r for r, _ in results],
                        dtype=np.float64)
@@ -56,7 +56,7 @@ def check_error_share(errors: list[str | None], keys: list[tuple[str, int]], tas
     if errors and len(failed) / len(errors) > task.max_verifier_error_share:
         first = failed[0]
         raise BoltInputError(
-            f"verifier {task.verifier!r} could not score {len(failed)} of {len(errors)} responses "
+            f"verifier {task.verifier_name!r} could not score {len(failed)} of {len(errors)} responses "
             f"({len(failed) / len(errors):.1%}, above task.max_verifier_error_share="
             f"{task.max_verifier_error_share:g}); first, prompt {keys[first][0]!r} sample "
             f"{keys[first][1]}: {errors[first]}; every error is in {table_path}"
@@ -68,14 +68,14 @@ def score_rollouts(prompts: pa.Table, rollouts: pa.Table, task: TaskConfig, out_
     rows = rollouts.select(["prompt_id", "sample_idx", "response", "finish_reason"]).to_pylist()
     items = [(by_id[r["prompt_id"]]["prompt"], by_id[r["prompt_id"]]["answer"], r["response"],
               r["finish_reason"]) for r in rows]
-    rewards, errors = score_responses(items, task, f"verify with {task.verifier}")
+    rewards, errors = score_responses(items, task, f"verify with {task.verifier_name}")
     keys = [(r["prompt_id"], r["sample_idx"]) for r in rows]
     table = pa.table(
         {
             "prompt_id": [k[0] for k in keys],
             "sample_idx": [k[1] for k in keys],
             "reward": rewards,
-            "verifier": [task.verifier] * len(rows),
+            "verifier": [task.verifier_name] * len(rows),
             "error": errors,
         },
         schema=REWARDS.schema,
@@ -107,7 +107,7 @@ class VerifierCode(CachePolicy):
     """Cache key part: the user's verifier code (the input `task`'s verifier)."""
 
     def compute_key(self, task_ctx, inputs, flow_parameters, **kwargs) -> str | None:
-        return hash_objects(verifier_code(inputs["task"].verifier), raise_on_failure=True)
+        return hash_objects(verifier_code(inputs["task"].verifier_name), raise_on_failure=True)
 
 
 @stage("score-rollouts", extra_policy=VerifierCode())
