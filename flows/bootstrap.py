@@ -7,8 +7,11 @@ from prefect import flow
 from bolt_tasks.core.caching import stored_in
 from bolt_tasks.core.catalogue import RunsDirectory
 from bolt_tasks.core.config import ReferenceConfig, TaskConfig
-from bolt_tasks.core.storage import ModelRef
-from bolt_tasks.stages.reference import bootstrap_reference_task, embedded_reference_dir, resolve_model_task
+from bolt_tasks.core.storage import ModelRef, file_digest
+from bolt_tasks.stages.model_sources import (
+    convert_reference_task, converted_dir, gguf_file, resolve_model_task,
+)
+from bolt_tasks.stages.reference import bootstrap_reference_task, embedded_reference_dir
 
 
 @flow(name="bolt-bootstrap")
@@ -17,10 +20,17 @@ def bootstrap_reference(
     task: TaskConfig = TaskConfig(),
     runs_dir: str = "runs",
 ) -> ModelRef:
-    """The user's model if one is named; otherwise build (or reuse) the embedded policy."""
+    """The user's model if one is named (a GGUF checkpoint converted once into an ordinary
+    folder); otherwise build (or reuse) the embedded policy."""
+    runs = RunsDirectory.at(runs_dir)
     if reference.model:
-        return resolve_model_task(reference.model)
-    out_dir = embedded_reference_dir(RunsDirectory.at(runs_dir), reference, task)
+        gguf = gguf_file(reference.model)
+        if gguf is None:
+            return resolve_model_task(reference.model)
+        digest = file_digest(gguf)
+        out_dir = converted_dir(runs, reference.model, digest)
+        return stored_in(convert_reference_task, out_dir.parent)(str(gguf), digest, str(out_dir))
+    out_dir = embedded_reference_dir(runs, reference, task)
     return stored_in(bootstrap_reference_task, out_dir.parent)(
         reference, task.seed, task.heldout_prompts, str(out_dir)
     )

@@ -10,6 +10,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
+from bolt_tasks.core.storage import FILE_MODE
+
 # BOLT reports its own progress per stage; per-checkpoint load/save bars would drown it.
 transformers_logging.disable_progress_bar()
 
@@ -48,5 +50,8 @@ def save_policy_atomic(model, tokenizer, out_dir: str | Path) -> None:
     except Exception as error:  # a full disk raises OSError, or safetensors' own error type
         shutil.rmtree(temp, ignore_errors=True)
         raise OSError(f"{out_dir}: cannot save the policy ({type(error).__name__}: {error})") from error
+    for file in temp.rglob("*"):  # some writers make owner-only files; a checkpoint is shared
+        if file.is_file():
+            file.chmod(FILE_MODE)
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(temp, out_dir)

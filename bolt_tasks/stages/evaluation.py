@@ -21,7 +21,7 @@ from bolt_tasks.policy.logprobs import response_logprobs
 from bolt_tasks.policy.modeling import load_policy
 from bolt_tasks.sampling.decode import decode_responses, generate
 from bolt_tasks.sampling.rollouts import render_task_prompts
-from bolt_tasks.stages.verifiers import VerifierCode, check_error_share, score_responses
+from bolt_tasks.stages.verifiers import VerifierCode, check_error_share, prompt_rows, score_responses
 
 
 def pass_at_k(samples: int, successes: int, k: int) -> float:
@@ -61,10 +61,13 @@ def evaluate_policy(
         )
     log_ratio = sampled.logprobs - reference_logprobs
 
-    answers, texts = heldout["answer"].to_pylist(), heldout["prompt"].to_pylist()
+    rows = prompt_rows(heldout)
+    texts, answers, metadata = ([row[key] for row in rows] for key in ("prompt", "answer", "metadata"))
     items = list(zip([t for t in texts for _ in range(m)], [a for a in answers for _ in range(m)],
-                     decode_responses(tokenizer, sampled.token_ids), sampled.finish_reasons))
-    items += zip(texts, answers, decode_responses(tokenizer, greedy.token_ids), greedy.finish_reasons)
+                     decode_responses(tokenizer, sampled.token_ids), sampled.finish_reasons,
+                     [x for x in metadata for _ in range(m)]))
+    items += zip(texts, answers, decode_responses(tokenizer, greedy.token_ids), greedy.finish_reasons,
+                 metadata)
     all_rewards, all_errors = score_responses(items, task, f"verify {Path(model_path).name}'s samples")
     rewards, errors = all_rewards[: len(repeated)], all_errors[: len(repeated)]
     verified = np.array([e is None for e in all_errors])

@@ -30,13 +30,19 @@ def reference_encoder(reference: ReferenceConfig) -> tuple[Encoder, dict, int | 
         backend = character_backend()
         return (lambda texts: [e.ids for e in backend.encode_batch(texts)],
                 backend.get_vocab(), EMBEDDED_CONTEXT)
-    from transformers import AutoConfig
+    from transformers import AutoConfig, AutoTokenizer
 
     from bolt_tasks.policy.modeling import load_tokenizer
+    from bolt_tasks.stages.model_sources import gguf_file
 
+    gguf = gguf_file(reference.model)
     try:
-        tokenizer = load_tokenizer(reference.model)
-        config = AutoConfig.from_pretrained(reference.model)
+        if gguf is None:
+            tokenizer = load_tokenizer(reference.model)
+            config = AutoConfig.from_pretrained(reference.model)
+        else:  # before its conversion: read both from the checkpoint itself
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            config = AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     except Exception as error:  # transformers raises many types for a missing or broken model
         raise BoltInputError(f"field 'reference.model': cannot load {reference.model!r} "
                              f"({type(error).__name__}: {error})") from None

@@ -14,8 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from bolt_tasks.core.caching import stage
@@ -113,12 +111,3 @@ def bootstrap_reference_task(
     prompts share one reference."""
     train_reference(reference, split_seed, heldout_prompts, out_dir)
     return ModelRef(out_dir, directory_digest(out_dir))
-
-
-@task(name="resolve-reference", cache_policy=NO_CACHE)
-def resolve_model_task(model: str) -> ModelRef:
-    """A user's model: a local directory (digest of its files) or a hub id (the id itself).
-    Never cached: the directory may have changed since the last run."""
-    if Path(model).is_dir():
-        return ModelRef(str(Path(model).resolve()), directory_digest(model))
-    return ModelRef(model, f"hub:{model}")

@@ -64,10 +64,9 @@ def _death(worker: _Worker) -> str:
 
 
 def score_in_workers(
-    name: str, items: list[tuple[str, str, str, str]], timeout_s: float, workers: int,
-    description: str,
+    name: str, items: list[tuple], timeout_s: float, workers: int, description: str,
 ) -> list[tuple[float | None, str | None]]:
-    """(reward, error) for each (prompt, answer, response, finish_reason), in order."""
+    """(reward, error) for each (prompt, answer, response, finish_reason[, metadata]), in order."""
     results: list[tuple[float | None, str | None] | None] = [None] * len(items)
     pending = deque(range(len(items)))
     selector = selectors.DefaultSelector()

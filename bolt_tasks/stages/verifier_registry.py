@@ -1,9 +1,10 @@
 """Verifiers by name, and what counts as a reward.
 
-A verifier is f(prompt, answer, response, finish_reason) -> reward. The registry's own verifiers
-run in the scoring process; a user's 'module:function' runs in worker processes with a time
-limit (stages/verifier_pool.py), since it may hang, crash or exit. This module imports nothing
-heavy: the workers import it too.
+A verifier is f(prompt, answer, response, finish_reason) -> reward; one that sets
+`wants_metadata` also gets the prompt's metadata (a JSON string). The registry's simple
+verifiers run in the scoring process; math and reasoning_gym, and a user's 'module:function',
+run in worker processes with a time limit (stages/verifier_pool.py), since they may hang, crash
+or exit. This module imports nothing heavy: the workers import it too.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numbers
 from collections.abc import Callable
 
 from bolt_tasks.core.errors import BoltInputError
+from bolt_tasks.stages.answer_checks import gsm8k_verifier, math_verifier, reasoning_gym_verifier
 
 Verifier = Callable[[str, str, str, str], float]
 MAX_ABS_REWARD = 1e6  # core/config.MAX_ABS_REWARD; kept here so the workers need no pydantic
@@ -33,11 +35,21 @@ def exact_match_verifier(prompt: str, answer: str, response: str, finish_reason:
 VERIFIERS: dict[str, Verifier] = {
     "arithmetic": arithmetic_verifier,
     "exact_match": exact_match_verifier,
+    "gsm8k": gsm8k_verifier,
+    "math": math_verifier,
+    "reasoning_gym": reasoning_gym_verifier,
 }
+# Registry verifiers that can hang or need a library's own state: run in the worker pool.
+IN_WORKERS = {"math", "reasoning_gym"}
 
 
 def is_registered(name: str) -> bool:
     return name in VERIFIERS
+
+
+def runs_inline(name: str) -> bool:
+    """The registry's pure, quick verifiers run in the scoring process itself."""
+    return name in VERIFIERS and name not in IN_WORKERS
 
 
 def resolve_verifier(name: str) -> Verifier:
@@ -88,10 +100,14 @@ def as_reward(value) -> tuple[float | None, str | None]:
     return reward, None
 
 
-def call_verifier(verifier: Verifier, prompt, answer, response, finish_reason) -> tuple[float | None, str | None]:
+def call_verifier(verifier: Verifier, prompt, answer, response, finish_reason,
+                  metadata: str | None = None) -> tuple[float | None, str | None]:
     """(reward, None) or (None, error text): any failure of the verifier is data, not a crash."""
     try:
-        value = verifier(prompt, answer, response, finish_reason)
+        if getattr(verifier, "wants_metadata", False):
+            value = verifier(prompt, answer, response, finish_reason, metadata)
+        else:
+            value = verifier(prompt, answer, response, finish_reason)
     except Exception as error:
         return None, f"{type(error).__name__}: {error}"
     return as_reward(value)

@@ -1,6 +1,7 @@
 """A verifier worker process: `python -m bolt_tasks.stages.verifier_worker MODULE:FUNCTION`.
 
-Reads one JSON request per line on stdin, [index, prompt, answer, response, finish_reason],
+Reads one JSON request per line on stdin, [index, prompt, answer, response, finish_reason,
+metadata],
 and answers each with one JSON line, [index, reward or null, error or null]. It first answers
 ["ready"] once the verifier is imported. Whatever the verifier prints goes to stderr, so it
 cannot corrupt the answers.
@@ -24,8 +25,8 @@ def main(name: str) -> None:
     verifier = resolve_verifier(name)
     answers.write('["ready"]\n')
     for line in sys.stdin:
-        index, prompt, answer, response, finish_reason = json.loads(line)
-        reward, error = call_verifier(verifier, prompt, answer, response, finish_reason)
+        index, *item = json.loads(line)
+        reward, error = call_verifier(verifier, *item)
         answers.write(json.dumps([index, reward, error]) + "\n")
 
 

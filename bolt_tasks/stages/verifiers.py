@@ -26,7 +26,7 @@ from bolt_tasks.core.progress import track
 from bolt_tasks.core.storage import TableRef
 from bolt_tasks.core.tables import REWARDS
 from bolt_tasks.stages.verifier_pool import score_in_workers
-from bolt_tasks.stages.verifier_registry import call_verifier, is_registered, resolve_verifier
+from bolt_tasks.stages.verifier_registry import call_verifier, is_registered, resolve_verifier, runs_inline
 
 # A verifier module may name data files it reads (paths relative to the module), so that an
 # edit to them re-runs scoring too: BOLT_VERIFIER_FILES = ["answers.json"].
@@ -34,11 +34,12 @@ DECLARED_FILES = "BOLT_VERIFIER_FILES"
 
 
 def score_responses(
-    items: list[tuple[str, str, str, str]], task: TaskConfig, description: str
+    items: list[tuple], task: TaskConfig, description: str
 ) -> tuple[np.ndarray, list[str | None]]:
     """Rewards (fallback where errored) and error texts of (prompt, answer, response,
-    finish_reason) items. The registry's verifiers run here; a user's in worker processes."""
-    if is_registered(task.verifier_name):
+    finish_reason, metadata) items. The registry's quick verifiers run here; the others, and a
+    user's, in worker processes."""
+    if runs_inline(task.verifier_name):
         verifier = resolve_verifier(task.verifier_name)
         results = [call_verifier(verifier, *item) for item in track(items, len(items), description)]
     else:
@@ -47,6 +48,13 @@ def score_responses(
     rewards = np.array([task.verifier_fallback_reward if r is None else r for r, _ in results],
                        dtype=np.float64)
     return rewards, [error for _, error in results]
+
+
+def prompt_rows(prompts: pa.Table) -> list[dict]:
+    """prompt_id, prompt, answer and metadata (None where a table has no such column)."""
+    rows = prompts.select([c for c in ("prompt_id", "prompt", "answer", "metadata")
+                           if c in prompts.column_names]).to_pylist()
+    return [row if "metadata" in row else row | {"metadata": None} for row in rows]
 
 
 def check_error_share(errors: list[str | None], keys: list[tuple[str, int]], task: TaskConfig,
@@ -64,10 +72,10 @@ def check_error_share(errors: list[str | None], keys: list[tuple[str, int]], tas
 
 
 def score_rollouts(prompts: pa.Table, rollouts: pa.Table, task: TaskConfig, out_path: str | Path) -> TableRef:
-    by_id = {row["prompt_id"]: row for row in prompts.select(["prompt_id", "prompt", "answer"]).to_pylist()}
+    by_id = {row["prompt_id"]: row for row in prompt_rows(prompts)}
     rows = rollouts.select(["prompt_id", "sample_idx", "response", "finish_reason"]).to_pylist()
     items = [(by_id[r["prompt_id"]]["prompt"], by_id[r["prompt_id"]]["answer"], r["response"],
-              r["finish_reason"]) for r in rows]
+              r["finish_reason"], by_id[r["prompt_id"]]["metadata"]) for r in rows]
     rewards, errors = score_responses(items, task, f"verify with {task.verifier_name}")
     keys = [(r["prompt_id"], r["sample_idx"]) for r in rows]
     table = pa.table(
