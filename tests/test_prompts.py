@@ -62,7 +62,7 @@ def test_user_files_jsonl_and_parquet(tmp_path):
         (['{"prompt": "1+1=", "answer": "2"}', '{"prompt": "2+2=", "answer": '], ["line 2", "malformed JSON"]),
         ([{"prompt": "1+1=", "answer": "2"}, {"prompt": "2+2="}], ["line 2", "'answer'", "missing"]),
         ([{"answer": "2"}], ["line 1", "'prompt'", "missing"]),
-        ([{"prompt": "1+1=", "answer": 2}], ["line 1", "'answer'", "string"]),
+        ([{"prompt": "1+1=", "answer": [2]}], ["line 1", "'answer'", "string"]),
         ([{"prompt": "1+1=", "answer": "2", "id": "x"}, {"prompt": "2+2=", "answer": "4", "id": "x"}],
          ["line 2", "'id'", "repeats"]),
     ],

@@ -76,7 +76,8 @@ def math_verifier(prompt: str, answer: str, response: str, finish_reason: str) -
     equivalent to the reference answer. An answer it cannot parse scores 0."""
     from math_verify import parse, verify
 
-    gold = parse(answer, parsing_timeout=None)
+    # A bare reference answer (\frac12, 1,000) is read as the LaTeX it is.
+    gold = parse(answer, parsing_timeout=None) or parse(f"${answer}$", parsing_timeout=None)
     if not gold:
         raise ValueError(f"math-verify cannot parse the reference answer {answer!r}")
     return float(verify(gold, parse(response, parsing_timeout=None), timeout_seconds=None))

@@ -13,9 +13,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bolt_tasks.core.config import TaskConfig
+from bolt_tasks.core.config_task import REASONING_GYM
 from bolt_tasks.core.errors import BoltInputError
 from bolt_tasks.core.tables import PROMPTS
 from bolt_tasks.stages import arithmetic
+from bolt_tasks.stages.answer_checks import extract_answer
+from bolt_tasks.stages.reasoning_gym_source import generated_rows
 
 
 def _jsonl_lines(path: Path) -> list[str]:
@@ -30,18 +33,47 @@ def _jsonl_lines(path: Path) -> list[str]:
         ) from None
 
 
+def _parquet_rows(path: Path, files: list[Path]) -> list[tuple[str, dict]]:
+    try:
+        table = pa.concat_tables([pq.read_table(file) for file in files], promote_options="default")
+    except Exception as error:  # pyarrow raises several types for a corrupt file
+        raise BoltInputError(f"{path}: not readable Parquet ({error})") from None
+    return [(f"row {i}", row) for i, row in enumerate(table.to_pylist(), start=1)]
+
+
+def _folder_records(path: Path) -> list[tuple[str, dict]]:
+    """A Hugging Face datasets folder (save_to_disk) or a folder of Parquet shards."""
+    if (path / "dataset_dict.json").exists():
+        splits = sorted(p.name for p in path.iterdir() if p.is_dir())
+        raise BoltInputError(f"{path}: a DatasetDict folder; give one split's folder, e.g. "
+                             f"{path / (splits[0] if splits else 'train')}")
+    if (path / "dataset_info.json").exists() or (path / "state.json").exists():
+        try:
+            from datasets import load_from_disk
+        except ImportError:
+            raise BoltInputError(f"{path}: a Hugging Face datasets folder needs the `datasets` "
+                                 "package (`bash scripts/install.sh --real`)") from None
+        try:
+            rows = load_from_disk(str(path)).to_list()
+        except Exception as error:  # datasets raises many types for a broken folder
+            raise BoltInputError(f"{path}: not a readable datasets folder ({error})") from None
+        return [(f"row {i}", row) for i, row in enumerate(rows, start=1)]
+    shards = sorted(path.glob("*.parquet"))
+    if not shards:
+        raise BoltInputError(f"{path}: is a directory, not a prompt file (.jsonl or .parquet), a "
+                             "folder of Parquet shards or a datasets folder (save_to_disk)")
+    return _parquet_rows(path, shards)
+
+
 def _raw_records(path: Path) -> list[tuple[str, dict]]:
-    """(location, record) pairs, location being 'line N' (JSONL) or 'row N' (Parquet), 1-based."""
+    """(location, record) pairs, location being 'line N' (JSONL) or 'row N' (Parquet, a folder
+    of Parquet shards in name order, a datasets folder), 1-based."""
     if not path.exists():
         raise BoltInputError(f"{path}: prompt file not found")
-    if not path.is_file():
-        raise BoltInputError(f"{path}: is a directory, not a prompt file (.jsonl or .parquet)")
+    if path.is_dir():
+        return _folder_records(path)
     if path.suffix == ".parquet":
-        try:
-            rows = pq.read_table(path).to_pylist()
-        except Exception as error:  # pyarrow raises several types for a corrupt file
-            raise BoltInputError(f"{path}: not a readable Parquet file ({error})") from None
-        return [(f"row {i}", row) for i, row in enumerate(rows, start=1)]
+        return _parquet_rows(path, [path])
     if path.suffix not in (".jsonl", ".json"):
         raise BoltInputError(f"{path}: unsupported prompt file type; use .jsonl or .parquet")
     records = []
@@ -62,16 +94,55 @@ def _raw_records(path: Path) -> list[tuple[str, dict]]:
     return records
 
 
-def load_prompt_file(path: str | Path, split: str) -> list[dict]:
-    """Validated rows of one prompt file, each with its `source` ('<file> line N')."""
-    path = Path(path)
+def _text(record: dict, field: str, where: str) -> str:
+    value = record.get(field)
+    if value is None:
+        raise BoltInputError(f"{where}: missing field '{field}'")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)  # numeric answers, as some datasets store them
+    if not isinstance(value, str) or not value:
+        raise BoltInputError(f"{where}: field '{field}' must be a non-empty string")
+    return value
+
+
+def _conversation(record: dict, field: str, where: str) -> tuple[str, str, str | None]:
+    """(prompt text, the prompt's turns as JSON, a final assistant turn's text or None)."""
+    turns = record[field]
+    if not isinstance(turns, list) or not all(
+        isinstance(t, dict) and isinstance(t.get("role"), str) and isinstance(t.get("content"), str)
+        for t in turns
+    ):
+        raise BoltInputError(f"{where}: field '{field}' must be a list of {{role, content}} turns")
+    users = [i for i, turn in enumerate(turns) if turn["role"] == "user"]
+    if not users:
+        raise BoltInputError(f"{where}: field '{field}' has no user turn")
+    last = users[-1]
+    reply = next((t["content"] for t in turns[last + 1:] if t["role"] == "assistant"), None)
+    prompt_turns = [{"role": t["role"], "content": t["content"]} for t in turns[: last + 1]]
+    return turns[last]["content"], json.dumps(prompt_turns), reply
+
+
+def load_prompt_file(path: str | Path, split: str, task: TaskConfig | None = None) -> list[dict]:
+    """Validated rows of one prompt file, each with its `source` ('<file> line N'): the prompt
+    from task.prompt_field or a chat-format task.messages_field, the answer from
+    task.answer_field (or the conversation's last assistant turn) read by task.answer_format."""
+    path, task = Path(path), task or TaskConfig()
     rows, seen = [], {}
     for location, record in _raw_records(path):
-        for field in ("prompt", "answer"):
-            if field not in record or record[field] is None:
-                raise BoltInputError(f"{path} {location}: missing field '{field}'")
-            if not isinstance(record[field], str) or not record[field]:
-                raise BoltInputError(f"{path} {location}: field '{field}' must be a non-empty string")
+        where = f"{path} {location}"
+        messages = reply = None
+        if isinstance(record.get(task.messages_field), list):
+            prompt, messages, reply = _conversation(record, task.messages_field, where)
+        else:
+            prompt = _text(record, task.prompt_field, where)
+        if record.get(task.answer_field) is None and reply is not None:
+            solution, answer_from = reply, f"the last assistant turn of field '{task.messages_field}'"
+        else:
+            solution, answer_from = _text(record, task.answer_field, where), f"field '{task.answer_field}'"
+        answer = extract_answer(solution, task.answer_format)
+        if answer is None:
+            raise BoltInputError(f"{where}: {answer_from} has no final value for answer_format "
+                                 f"{task.answer_format!r} ('#### <answer>' or \\boxed{{...}})")
         # Generated ids name the split, not the file: the two files may share a name.
         prompt_id = str(record["id"]) if record.get("id") is not None else f"{split}-{location.split()[1]}"
         if prompt_id in seen:
@@ -80,8 +151,8 @@ def load_prompt_file(path: str | Path, split: str) -> list[dict]:
             )
         seen[prompt_id] = location
         rows.append(
-            {"prompt_id": prompt_id, "prompt": record["prompt"], "answer": record["answer"],
-             "split": split, "difficulty": None, "source": f"{path} {location}"}
+            {"prompt_id": prompt_id, "prompt": prompt, "answer": answer, "split": split,
+             "difficulty": None, "messages": messages, "metadata": None, "source": where}
         )
     if not rows:
         raise BoltInputError(f"{path}: no prompts in file")
@@ -90,11 +161,16 @@ def load_prompt_file(path: str | Path, split: str) -> list[dict]:
 
 def read_prompts(task: TaskConfig) -> tuple[pa.Table, dict[str, str]]:
     """The prompts table, and where each prompt came from ({prompt_id: '<file> line N'})."""
+    if task.prompts_file is None and task.source.startswith(REASONING_GYM):
+        rows = generated_rows(task.source.removeprefix(REASONING_GYM), task.source_options,
+                              task.seed, task.train_prompts, task.heldout_prompts)
+        return (pa.Table.from_pylist(rows, schema=PROMPTS.schema),
+                {row["prompt_id"]: row["source"] for row in rows})
     if task.prompts_file is None:
         table = arithmetic.prompts_table(task.seed, task.train_prompts, task.heldout_prompts)
         return table.cast(PROMPTS.schema), dict.fromkeys(table["prompt_id"].to_pylist(), "built-in task")
-    train = load_prompt_file(task.prompts_file, "train")
-    heldout = load_prompt_file(task.heldout_file, "heldout")
+    train = load_prompt_file(task.prompts_file, "train", task)
+    heldout = load_prompt_file(task.heldout_file, "heldout", task)
     overlap = {r["prompt"] for r in train} & {r["prompt"] for r in heldout}
     if overlap:
         raise BoltInputError(
