@@ -9,7 +9,10 @@ from bolt_tasks.core.catalogue import RunsDirectory
 from bolt_tasks.core.config import ReferenceConfig, TaskConfig
 from bolt_tasks.core.storage import ModelRef, file_digest
 from bolt_tasks.stages.model_sources import (
-    convert_reference_task, converted_dir, gguf_file, resolve_model_task,
+    convert_reference_task,
+    converted_dir,
+    gguf_file,
+    resolve_model_task,
 )
 from bolt_tasks.stages.reference import bootstrap_reference_task, embedded_reference_dir
 

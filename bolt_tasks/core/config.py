@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from bolt_tasks.core.catalogue import refresh_pipeline_name
-from bolt_tasks.core.errors import BoltInputError
-
 from bolt_tasks.core.config_task import (  # noqa: F401  (TaskConfig belongs to a round)
-    BETA_RANGE, BUILTIN_PROMPTS, MAX_ABS_REWARD, TaskConfig, _Frozen,
+    BETA_RANGE,
+    BUILTIN_PROMPTS,
+    MAX_ABS_REWARD,
+    TaskConfig,
+    _Frozen,
 )
+from bolt_tasks.core.errors import BoltInputError
 
 
 class ReferenceConfig(_Frozen):
@@ -183,6 +185,10 @@ class EvaluationConfig(_Frozen):
     seed: int = Field(1, description="Evaluation sampling seed.")
     success_threshold: float = Field(
         1.0, description="Reward at or above which a held-out sample counts as correct."
+    )
+    backend: Literal["same", "transformers", "vllm"] = Field(
+        "same", description="Who samples the held-out responses (temperature 1 and greedy): "
+        "same (the round's sampling backend), transformers or vllm.",
     )
 
 

@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from bolt_tasks.core.config import RoundConfig, SamplingConfig
+from bolt_tasks.core.config import EvaluationConfig, RoundConfig, SamplingConfig
 from bolt_tasks.policy.logprobs import response_logprobs
 from bolt_tasks.policy.modeling import load_policy
 from bolt_tasks.sampling.decode import Generations, generate
@@ -43,14 +43,14 @@ class TransformersSampler:
         repeated = [ids for ids in prompt_ids for _ in range(sampling.samples_per_prompt)]
         return generate(
             model, tokenizer, repeated, sampling.temperature, sampling.max_new_tokens,
-            sampling.batch_size, sampling.seed, description=f"sample {len(repeated)} rollouts",
+            sampling.batch_size, sampling.seed, description=f"sample {len(repeated)} responses",
         )
 
     def response_logprobs(self, model_path, prompt_ids, response_ids, sampling, log_path=None) -> np.ndarray:
         model, tokenizer = load_policy(model_path)
         return response_logprobs(
             model, prompt_ids, response_ids, tokenizer.pad_token_id,
-            batch_size=sampling.batch_size, description="log pi_ref of the rollouts",
+            batch_size=sampling.batch_size, description=f"log pi_ref of {len(response_ids)} responses",
         )
 
 
@@ -77,14 +77,14 @@ class VllmSampler:
         }
         return run_job(
             "sample", model_path, prompt_ids, settings, log_path=log_path,
-            description=f"vLLM: sample {len(prompt_ids) * sampling.samples_per_prompt} rollouts",
+            description=f"vLLM: sample {len(prompt_ids) * sampling.samples_per_prompt} responses",
         )
 
     def response_logprobs(self, model_path, prompt_ids, response_ids, sampling, log_path=None) -> np.ndarray:
         result = run_job(
             "logprobs", model_path, prompt_ids, self.engine_settings(sampling),
             responses=response_ids, log_path=log_path,
-            description="vLLM: log pi_ref of the rollouts",
+            description=f"vLLM: log pi_ref of {len(response_ids)} responses",
         )
         return result["logprobs"]
 
@@ -113,8 +113,24 @@ def resolve_backend(sampling: SamplingConfig) -> SamplingConfig:
 
 def with_resolved_backend(config: RoundConfig) -> RoundConfig:
     """The round configuration as it will run: its config.json, MLflow parameters and cache keys
-    then say which backend sampled."""
-    return config.model_copy(update={"sampling": resolve_backend(config.sampling)})
+    then say which backend sampled the rollouts and which the held-out evaluation."""
+    sampling = resolve_backend(config.sampling)
+    evaluation = config.evaluation.backend
+    if evaluation == "same":
+        evaluation = sampling.backend
+    elif evaluation == "vllm":
+        require_vllm_python()
+    return config.model_copy(update={
+        "sampling": sampling, "evaluation": config.evaluation.model_copy(update={"backend": evaluation})})
+
+
+def evaluation_sampling(evaluation: EvaluationConfig, samples_per_prompt: int, temperature: float) -> SamplingConfig:
+    """The sampler settings of a held-out evaluation pass (temperature 0: greedy)."""
+    settings = SamplingConfig(
+        samples_per_prompt=samples_per_prompt, max_new_tokens=evaluation.max_new_tokens,
+        batch_size=evaluation.batch_size, seed=evaluation.seed,
+        backend="transformers" if evaluation.backend == "same" else evaluation.backend)
+    return settings.model_copy(update={"temperature": temperature})  # 0 is valid here: greedy
 
 
 def sampler_for(sampling: SamplingConfig) -> Sampler:

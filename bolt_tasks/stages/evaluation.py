@@ -14,12 +14,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from bolt_tasks.core.caching import stage
+from bolt_tasks.core.catalogue import RoundDirectory
 from bolt_tasks.core.config import EvaluationConfig, TaskConfig
 from bolt_tasks.core.storage import ModelRef, TableRef, write_table_atomic
 from bolt_tasks.core.tables import EVAL_SAMPLES_SCHEMA, HELDOUT_EVAL_SCHEMA, SAMPLE_LOGPROBS_SCHEMA
 from bolt_tasks.policy.logprobs import response_logprobs
-from bolt_tasks.policy.modeling import load_policy
-from bolt_tasks.sampling.decode import decode_responses, generate
+from bolt_tasks.policy.modeling import load_policy, load_tokenizer
+from bolt_tasks.sampling.backends import SAMPLERS, evaluation_sampling
+from bolt_tasks.sampling.decode import decode_responses
 from bolt_tasks.sampling.rollouts import render_task_prompts
 from bolt_tasks.stages.verifiers import VerifierCode, check_error_share, prompt_rows, score_responses
 
@@ -39,26 +41,23 @@ def evaluate_policy(
     with their log-probs and rewards (samples_path: the projection gap's importance sample
     when the policy is pi_ref). A response the verifier could not score is never a success."""
     heldout = prompts.filter(pc.equal(prompts["split"], "heldout"))
-    model, tokenizer = load_policy(model_path)
+    tokenizer = load_tokenizer(model_path)
     m = evaluation.samples_per_prompt
     _, prompt_ids = render_task_prompts(tokenizer, heldout, task)
     repeated = [ids for ids in prompt_ids for _ in range(m)]
-    sampled = generate(
-        model, tokenizer, repeated, 1.0, evaluation.max_new_tokens, evaluation.batch_size,
-        evaluation.seed, description=f"evaluate {Path(model_path).name}: sample",
-    )
-    greedy = generate(
-        model, tokenizer, prompt_ids, 0.0, evaluation.max_new_tokens, evaluation.batch_size,
-        evaluation.seed, description=f"evaluate {Path(model_path).name}: greedy",
-    )
+    at_one, greedy_settings = (evaluation_sampling(evaluation, m, 1.0),
+                               evaluation_sampling(evaluation, 1, 0.0))
+    sampler = SAMPLERS[at_one.backend]
+    logs = RoundDirectory(Path(out_path).parent)
+    name = Path(out_path).stem  # reference_eval or policy_eval: one vLLM log each
+    sampled = sampler.sample(model_path, prompt_ids, at_one, log_path=logs.vllm_log(f"{name}-sample"))
+    greedy = sampler.sample(model_path, prompt_ids, greedy_settings, log_path=logs.vllm_log(f"{name}-greedy"))
     if model_path == reference_path:
         reference_logprobs = sampled.logprobs
     else:
-        reference, _ = load_policy(reference_path)
-        reference_logprobs = response_logprobs(
-            reference, repeated, sampled.token_ids, tokenizer.pad_token_id,
-            batch_size=evaluation.batch_size, description="log pi_ref of the evaluation samples",
-        )
+        reference_logprobs = sampler.response_logprobs(
+            reference_path, repeated, sampled.token_ids, at_one,
+            log_path=logs.vllm_log(f"{name}-logprobs"))
     log_ratio = sampled.logprobs - reference_logprobs
 
     rows = prompt_rows(heldout)
