@@ -59,6 +59,19 @@ CASES = {
     "a path with markup characters": (
         lambda t: user_files(t / "[v2]", '{"prompt": '),
         "[v2]/train.jsonl line 1: malformed JSON"),
+    # the new sources
+    "a mapped prompt column the file does not have": (
+        lambda t: user_files(t, GOOD) + ["--set", "task.prompt_field=question"],
+        "train.jsonl line 1: missing field 'question'"),
+    "a chat row without a user turn": (
+        lambda t: user_files(t, {"messages": [{"role": "assistant", "content": "hi"}], "answer": "1"}),
+        "train.jsonl line 1: field 'messages' has no user turn"),
+    "a worked solution without a final value": (
+        lambda t: user_files(t, {"prompt": "1+1=", "answer": "it is two"}) + ["--set", "task.answer_format=gsm8k"],
+        "train.jsonl line 1: field 'answer' has no final value for answer_format 'gsm8k'"),
+    "an unknown reasoning-gym generator": (
+        lambda t: ["--set", "task.source=reasoning_gym:no_such_generator"],
+        "field 'task.source': reasoning_gym:no_such_generator"),
     # configuration
     "beta too small for r/beta": (lambda t: ["--beta", "1e-310"],
                                   "field 'weighting.beta': beta must be a finite number in [1e-06, 1e+06]"),
