@@ -90,11 +90,11 @@ def round_stages(
     )
     reference_eval, reference_samples = cached(evaluate_task)(
         scored.prompts, scored.reference, scored.reference, config.evaluation, config.task,
-        round_dir.table("reference_eval"), round_dir.table("reference_samples"),
+        round_dir.table("reference_eval"), round_dir.table("reference_samples"), config.sampling.stop,
     )
     policy_eval, _ = cached(evaluate_task)(
         scored.prompts, policy, scored.reference, config.evaluation, config.task,
-        round_dir.table("policy_eval"), round_dir.table("policy_samples"),
+        round_dir.table("policy_eval"), round_dir.table("policy_samples"), config.sampling.stop,
     )
     policy_logprobs = cached(sample_logprobs_task)(
         reference_samples, policy, round_dir.table("reference_samples_policy_logprobs"),

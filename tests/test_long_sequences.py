@@ -94,3 +94,25 @@ def test_lora_saves_an_ordinary_merged_checkpoint(tiny_model_dir, tmp_path):
     changed = [name for name, p in start.named_parameters()
                if (parameters[name] - p.detach()).abs().max().item() > 0]
     assert changed and all("q_proj" in name or "v_proj" in name for name in changed), changed
+
+
+def test_a_response_ends_at_its_first_stop_string(tiny_policy):
+    from bolt_tasks.policy.modeling import encode_prompts
+    from bolt_tasks.sampling.decode import decode_responses, generate
+
+    model, tokenizer = tiny_policy
+    prompts = encode_prompts(tokenizer, ["12+34=", "7+8=", "99+1="]) * 4
+    free = generate(model, tokenizer, prompts, 1.0, 12, 16, seed=3)
+    stopped = generate(model, tokenizer, prompts, 1.0, 12, 16, seed=3, stop=["5", "a"])
+    cut = 0
+    for whole, part, reason in zip(free.token_ids, stopped.token_ids, stopped.finish_reasons):
+        assert whole[: len(part)] == part  # the same draws, ended earlier
+        text, whole_text = decode_responses(tokenizer, [part, whole])
+        first = min((whole_text.find(s) for s in ("5", "a") if s in whole_text), default=-1)
+        if first >= 0 and (tokenizer.eos_token_id not in whole or
+                           first < len(decode_responses(tokenizer, [whole[: whole.index(tokenizer.eos_token_id)]])[0])):
+            assert reason == "stop" and text == whole_text[: first + 1], (whole_text, text)
+            cut += len(part) < len(whole)
+        else:
+            assert part == whole
+    assert cut > 0  # some responses did hold a stop string: the test can fail

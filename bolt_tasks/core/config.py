@@ -54,6 +54,10 @@ class SamplingConfig(_Frozen):
         "stored sampler log-prob is then log q and the weights importance-correct for it.",
     )
     max_new_tokens: int = Field(5, ge=1, description="Longest response, in tokens (EOS included).")
+    stop: list[str] = Field(
+        [], description="Stop strings: a response ends at the first one it writes (kept in the "
+        "response; finish reason stop), as at EOS. Held-out evaluation uses them too.",
+    )
     batch_size: int = Field(1024, ge=1, description="Sequences generated per forward batch.")
     seed: int = Field(0, description="Sampling seed: the same seed gives the same rollouts.")
     backend: Literal["auto", "transformers", "vllm"] = Field(

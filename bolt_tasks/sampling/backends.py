@@ -44,6 +44,7 @@ class TransformersSampler:
         return generate(
             model, tokenizer, repeated, sampling.temperature, sampling.max_new_tokens,
             sampling.batch_size, sampling.seed, description=f"sample {len(repeated)} responses",
+            stop=sampling.stop,
         )
 
     def response_logprobs(self, model_path, prompt_ids, response_ids, sampling, log_path=None) -> np.ndarray:
@@ -73,7 +74,7 @@ class VllmSampler:
         """The worker's raw result, with its engine start-up and sampling seconds."""
         settings = cls.engine_settings(sampling) | {
             "samples_per_prompt": sampling.samples_per_prompt, "temperature": sampling.temperature,
-            "max_new_tokens": sampling.max_new_tokens, "seed": sampling.seed,
+            "max_new_tokens": sampling.max_new_tokens, "seed": sampling.seed, "stop": sampling.stop,
         }
         return run_job(
             "sample", model_path, prompt_ids, settings, log_path=log_path,
@@ -124,11 +125,12 @@ def with_resolved_backend(config: RoundConfig) -> RoundConfig:
         "sampling": sampling, "evaluation": config.evaluation.model_copy(update={"backend": evaluation})})
 
 
-def evaluation_sampling(evaluation: EvaluationConfig, samples_per_prompt: int, temperature: float) -> SamplingConfig:
+def evaluation_sampling(evaluation: EvaluationConfig, samples_per_prompt: int, temperature: float,
+                        stop: list[str]) -> SamplingConfig:
     """The sampler settings of a held-out evaluation pass (temperature 0: greedy)."""
     settings = SamplingConfig(
         samples_per_prompt=samples_per_prompt, max_new_tokens=evaluation.max_new_tokens,
-        batch_size=evaluation.batch_size, seed=evaluation.seed,
+        batch_size=evaluation.batch_size, seed=evaluation.seed, stop=stop,
         backend="transformers" if evaluation.backend == "same" else evaluation.backend)
     return settings.model_copy(update={"temperature": temperature})  # 0 is valid here: greedy
 

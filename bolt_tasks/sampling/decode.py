@@ -42,7 +42,9 @@ def _cache_keyword(model) -> str:
 
 
 @torch.no_grad()
-def _generate_batch(model, prompts, eos_id, pad_id, temperature, max_new_tokens, generator):
+def _generate_batch(model, prompts, eos_id, pad_id, temperature, max_new_tokens, generator,
+                    stopped=None):
+    """`stopped(generated ids) -> bool`, when given, ends a response at a stop string."""
     device = next(model.parameters()).device
     ids, attention, positions = _left_pad(prompts, pad_id, device)
     batch = len(prompts)
@@ -53,6 +55,7 @@ def _generate_batch(model, prompts, eos_id, pad_id, temperature, max_new_tokens,
     past = None
     step_positions = positions
     next_input = ids
+    generated, kept = [[] for _ in range(batch)], {}  # kept: row -> tokens up to its stop string
     for _ in range(max_new_tokens):
         out = model(
             input_ids=next_input, attention_mask=attention, position_ids=step_positions,
@@ -70,6 +73,14 @@ def _generate_batch(model, prompts, eos_id, pad_id, temperature, max_new_tokens,
         chosen = logprobs.gather(-1, token.unsqueeze(-1)).squeeze(-1).double()
         logprob_sums += torch.where(finished, torch.zeros_like(chosen), chosen)
         tokens.append(token)
+        if stopped is not None:
+            was_finished = finished.tolist()
+            for row, value in enumerate(token.tolist()):
+                if not was_finished[row]:
+                    generated[row].append(value)
+                    if value != eos_id and stopped(generated[row]):
+                        kept[row] = len(generated[row])
+                        finished[row] = True
         finished |= token == eos_id
         if finished.all():
             break
@@ -78,8 +89,11 @@ def _generate_batch(model, prompts, eos_id, pad_id, temperature, max_new_tokens,
         step_positions = step_positions[:, -1:] + 1
     steps = torch.stack(tokens, dim=1).cpu().tolist()
     token_ids, reasons = [], []
-    for row in steps:
-        if eos_id in row:
+    for index, row in enumerate(steps):
+        if index in kept:
+            token_ids.append(row[: kept[index]])
+            reasons.append("stop")
+        elif eos_id in row:
             token_ids.append(row[: row.index(eos_id) + 1])
             reasons.append("stop")
         else:
@@ -88,23 +102,41 @@ def _generate_batch(model, prompts, eos_id, pad_id, temperature, max_new_tokens,
     return token_ids, logprob_sums.cpu().numpy(), reasons
 
 
+def stop_checker(tokenizer, stop: list[str]):
+    """`stopped(ids)`: whether the visible text at the end of `ids` holds one of the stop
+    strings (only the last few tokens are decoded, as many as the longest stop string can span;
+    special tokens such as padding or end-of-turn are not text)."""
+    if not stop:
+        return None
+    window = 2 + max(len(tokenizer(s, add_special_tokens=False).input_ids) for s in stop)
+
+    def stopped(ids: list[int]) -> bool:
+        tail = tokenizer.decode(ids[-window:], skip_special_tokens=True)
+        return any(s in tail for s in stop)
+
+    return stopped
+
+
 def generate(
     model, tokenizer, prompts: list[list[int]], temperature: float, max_new_tokens: int,
-    batch_size: int, seed: int, description: str = "sample",
+    batch_size: int, seed: int, description: str = "sample", stop: list[str] = (),
 ) -> Generations:
-    """Sample one response per prompt id list; temperature 0 is greedy decoding.
+    """Sample one response per prompt id list; temperature 0 is greedy decoding. A response
+    ends at EOS, at the first of the `stop` strings (kept in it; finish reason stop), or after
+    max_new_tokens (length).
 
     The log-prob is under the distribution sampled from (logits / temperature), so it is log q
     for the importance correction; for greedy decoding it is taken at temperature 1.
     """
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
+    stopped = stop_checker(tokenizer, list(stop))
     token_ids, logprobs, reasons = [], [], []
     starts = range(0, len(prompts), batch_size)
     for start in track(starts, len(starts), description):
         batch_ids, batch_logprobs, batch_reasons = _generate_batch(
             model, prompts[start : start + batch_size], tokenizer.eos_token_id,
-            tokenizer.pad_token_id, temperature, max_new_tokens, generator,
+            tokenizer.pad_token_id, temperature, max_new_tokens, generator, stopped,
         )
         token_ids += batch_ids
         logprobs.append(batch_logprobs)

@@ -98,8 +98,11 @@ def sample(llm, prompts: list[list[int]], job: dict) -> dict[str, np.ndarray]:
         params = [
             SamplingParams(
                 n=n, temperature=job["temperature"], max_tokens=job["max_new_tokens"],
-                seed=prompt_seed(job["seed"], row), logprobs=0, detokenize=False,
-                skip_special_tokens=False,
+                seed=prompt_seed(job["seed"], row), logprobs=0,
+                # stop strings are matched on the visible text: detokenize only when there are
+                # some (special tokens are not text, as for the transformers sampler)
+                stop=job.get("stop") or None, include_stop_str_in_output=True,
+                detokenize=bool(job.get("stop")), skip_special_tokens=bool(job.get("stop")),
             )
             for row in range(start, stop)
         ]

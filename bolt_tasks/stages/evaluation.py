@@ -35,7 +35,7 @@ def pass_at_k(samples: int, successes: int, k: int) -> float:
 
 def evaluate_policy(
     prompts: pa.Table, model_path: str, reference_path: str, evaluation: EvaluationConfig,
-    task: TaskConfig, out_path: str | Path, samples_path: str | Path,
+    task: TaskConfig, out_path: str | Path, samples_path: str | Path, stop: list[str] = (),
 ) -> tuple[TableRef, TableRef]:
     """Per held-out prompt statistics of one policy (out_path) and its temperature-1 samples
     with their log-probs and rewards (samples_path: the projection gap's importance sample
@@ -45,8 +45,8 @@ def evaluate_policy(
     m = evaluation.samples_per_prompt
     _, prompt_ids = render_task_prompts(tokenizer, heldout, task)
     repeated = [ids for ids in prompt_ids for _ in range(m)]
-    at_one, greedy_settings = (evaluation_sampling(evaluation, m, 1.0),
-                               evaluation_sampling(evaluation, 1, 0.0))
+    at_one, greedy_settings = (evaluation_sampling(evaluation, m, 1.0, list(stop)),
+                               evaluation_sampling(evaluation, 1, 0.0, list(stop)))
     sampler = SAMPLERS[at_one.backend]
     logs = RoundDirectory(Path(out_path).parent)
     name = Path(out_path).stem  # reference_eval or policy_eval: one vLLM log each
@@ -129,10 +129,11 @@ def sample_logprobs(samples: pa.Table, model_path: str, out_path: str | Path) ->
 @stage("evaluate-policy", extra_policy=VerifierCode())
 def evaluate_task(
     prompts: TableRef, model: ModelRef, reference: ModelRef, evaluation: EvaluationConfig,
-    task: TaskConfig, out_path: str, samples_path: str,
+    task: TaskConfig, out_path: str, samples_path: str, stop: list[str] = (),
 ) -> tuple[TableRef, TableRef]:
+    """`stop`: the round's sampling.stop, so held-out responses end as the rollouts do."""
     return evaluate_policy(
-        prompts.read(), model.path, reference.path, evaluation, task, out_path, samples_path,
+        prompts.read(), model.path, reference.path, evaluation, task, out_path, samples_path, stop,
     )
 
 
