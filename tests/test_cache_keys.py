@@ -57,10 +57,11 @@ TINY = ["--pipeline", "tiny", "--set", "reference.steps=40", "--set", "reference
 
 
 @pytest.mark.slow
-def test_editing_a_module_a_stage_reaches_indirectly_reruns_only_that_stage(tmp_path):
-    """In a copy of the project: rollouts.py never imports vllm_backend.py (it gets there
-    through backends.py). Editing it re-runs sampling; the prompts stage, upstream, stays cached;
-    sampling gives the same table again, so every stage after it stays cached too."""
+def test_editing_a_module_stages_reach_indirectly_reruns_only_those_stages(tmp_path):
+    """In a copy of the project: neither rollouts.py nor evaluation.py imports vllm_backend.py
+    (both get there through backends.py). Editing it re-runs the two stages that sample; the
+    prompts stage, upstream, stays cached; they give the same tables again, so every stage after
+    them stays cached too."""
     copy = tmp_path / "project"
     for package in ("bolt_tasks", "flows", "deployments", "bolt_cli"):
         shutil.copytree(ROOT / package, copy / package, ignore=shutil.ignore_patterns("__pycache__"))
@@ -81,8 +82,9 @@ def test_editing_a_module_a_stage_reaches_indirectly_reruns_only_that_stage(tmp_
     edited.write_text(edited.read_text() + "\n# an edit the sampling stage must notice\n")
     second = run()
     assert finished_states(second, "sample-rollouts") == ["Completed()"]
+    assert set(finished_states(second, "evaluate-policy")) == {"Completed()"}
     assert finished_states(second, "prompts") == ["Cached(type=COMPLETED)"]
-    for downstream in ("score-rollouts", "weights", "weighted-sft", "evaluate-policy", "summarize-round"):
+    for downstream in ("score-rollouts", "weights", "weighted-sft", "summarize-round"):
         assert set(finished_states(second, downstream)) == {"Cached(type=COMPLETED)"}, downstream
 
     third = run()  # nothing changed since: everything cached
