@@ -24,7 +24,7 @@ from bolt_tasks.core.caching import stored_in
 from bolt_tasks.core.catalogue import RunsDirectory
 from bolt_tasks.core.config import EvaluationConfig, RefreshConfig, WeightingConfig
 from bolt_tasks.core.results import AnalysisResult
-from bolt_tasks.policy.training import train_task
+from bolt_tasks.policy.train_stage import train_task
 from bolt_tasks.stages.evaluation import evaluate_task, sample_logprobs_task
 from bolt_tasks.stages.weights import weights_task
 from flows.refresh import bolt_refresh

@@ -6,25 +6,33 @@ runs, with its cache records in the round directory.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 from prefect import flow
 
 from bolt_tasks.core.caching import stored_in
 from bolt_tasks.core.catalogue import RunsDirectory
 from bolt_tasks.core.config import RoundConfig
+from bolt_tasks.core.executors import LocalShards, RayShards, ShardRunners
 from bolt_tasks.core.results import RoundOutputs, RoundRollouts, RoundSummary
 from bolt_tasks.core.storage import ModelRef
-from bolt_tasks.policy.training import train_task
-from bolt_tasks.sampling.backends import with_resolved_backend
+from bolt_tasks.policy.train_stage import train_task
+from bolt_tasks.sampling.backends import sampling_gpus, with_resolved_backend
 from bolt_tasks.sampling.rollouts import sample_task
 from bolt_tasks.stages.comparison import combine_task
 from bolt_tasks.stages.evaluation import evaluate_task, sample_logprobs_task
 from bolt_tasks.stages.prompts import prompts_task
-from bolt_tasks.stages.round_directory import check_inputs_task, check_round_task, claim_round_task
+from bolt_tasks.stages.round_directory import (
+    check_inputs_task,
+    check_round_task,
+    claim_round_task,
+)
 from bolt_tasks.stages.round_tracking import log_round_task
 from bolt_tasks.stages.summary import summarize_task
 from bolt_tasks.stages.verifiers import score_task
 from bolt_tasks.stages.weights import weights_task
 from flows.bootstrap import bootstrap_reference
+from flows.sharding import gathered, prompt_shards, shard_paths
 
 
 @flow(name="bolt-round")
@@ -39,11 +47,12 @@ def bolt_round(config: RoundConfig = RoundConfig(), runs_dir: str = "runs") -> R
 
 def round_rollouts(
     config: RoundConfig, runs: RunsDirectory, reference: ModelRef | None = None,
-    sampler: ModelRef | None = None,
+    sampler: ModelRef | None = None, shards: LocalShards | RayShards | None = None,
 ) -> RoundRollouts:
     """A round's scored rollouts: check the inputs and read the prompts before the round
     directory is claimed and pi_ref is built (a bad prompt file or verifier stops the round
-    first), sample from `sampler` (pi_ref when None), score."""
+    first), sample from `sampler` (pi_ref when None), score; shard by shard on `shards` (the
+    round's executor when None)."""
     config = with_resolved_backend(config)
     round_dir = runs.round(config.pipeline, config.round)
 
@@ -56,11 +65,20 @@ def round_rollouts(
     claim_round_task(config, round_dir)
     reference = reference or bootstrap_reference(config.reference, config.task, str(runs))
     sampler = sampler or reference
-    rollouts = cached(sample_task)(
-        prompts, sampler, reference, config.sampling, config.task, config.round,
-        round_dir.table("rollouts"),
-    )
-    rewards = cached(score_task)(prompts, rollouts, config.task, round_dir.table("rewards"))
+    with ShardRunners(config.execution, runs.root) if shards is None else nullcontext(shards) as shards:
+        plan = prompt_shards(prompts, "train", config.sampling, config.sampling.batch_size,
+                             config.sampling.samples_per_prompt)
+        rollout_parts = shards.map(cached(sample_task), [
+            dict(prompts=prompts, sampler=sampler, reference=reference, sampling=config.sampling,
+                 task=config.task, round_index=config.round, out_path=path, shard=shard)
+            for shard, path in zip(plan, shard_paths(round_dir, "rollouts", plan))
+        ], gpus=sampling_gpus(config.sampling))
+        reward_parts = shards.map(cached(score_task), [
+            dict(prompts=prompts, rollouts=part, task=config.task, out_path=path)
+            for part, path in zip(rollout_parts, shard_paths(round_dir, "rewards", plan))
+        ])
+    rollouts = gathered(rollout_parts, ("rollouts",), round_dir)
+    rewards = gathered(reward_parts, ("rewards",), round_dir)
     return RoundRollouts(prompts, reference, sampler, rollouts, rewards)
 
 
@@ -79,23 +97,30 @@ def round_stages(
     def cached(task):
         return stored_in(task, round_dir.directory)
 
-    scored = round_rollouts(config, runs, reference, sampler)
-    weights, prompt_stats = cached(weights_task)(
-        scored.rollouts, scored.rewards, config.weighting, round_dir.table("weights"),
-        round_dir.table("prompt_stats"),
-    )
-    policy, train_log = cached(train_task)(
-        scored.rollouts, weights, scored.sampler, config.training, round_dir.policy,
-        round_dir.table("train_log"),
-    )
-    reference_eval, reference_samples = cached(evaluate_task)(
-        scored.prompts, scored.reference, scored.reference, config.evaluation, config.task,
-        round_dir.table("reference_eval"), round_dir.table("reference_samples"), config.sampling.stop,
-    )
-    policy_eval, _ = cached(evaluate_task)(
-        scored.prompts, policy, scored.reference, config.evaluation, config.task,
-        round_dir.table("policy_eval"), round_dir.table("policy_samples"), config.sampling.stop,
-    )
+    with ShardRunners(config.execution, runs.root) as shards:
+        scored = round_rollouts(config, runs, reference, sampler, shards)
+        weights, prompt_stats = cached(weights_task)(
+            scored.rollouts, scored.rewards, config.weighting, round_dir.table("weights"),
+            round_dir.table("prompt_stats"),
+        )
+        policy, train_log = cached(train_task)(
+            scored.rollouts, weights, scored.sampler, config.training, round_dir.policy,
+            round_dir.table("train_log"),
+        )
+        plan = prompt_shards(scored.prompts, "heldout", config.sampling, config.evaluation.batch_size,
+                             config.evaluation.samples_per_prompt)
+        evaluations = {}
+        for name, model in (("reference", scored.reference), ("policy", policy)):
+            parts = shards.map(cached(evaluate_task), [
+                dict(prompts=scored.prompts, model=model, reference=scored.reference,
+                     evaluation=config.evaluation, task=config.task, out_path=out_path,
+                     samples_path=samples_path, stop=config.sampling.stop, shard=shard)
+                for shard, out_path, samples_path in zip(
+                    plan, shard_paths(round_dir, f"{name}_eval", plan),
+                    shard_paths(round_dir, f"{name}_samples", plan))
+            ], gpus=sampling_gpus(config.sampling))
+            evaluations[name] = gathered(parts, (f"{name}_eval", f"{name}_samples"), round_dir)
+    (reference_eval, reference_samples), (policy_eval, _) = evaluations["reference"], evaluations["policy"]
     policy_logprobs = cached(sample_logprobs_task)(
         reference_samples, policy, round_dir.table("reference_samples_policy_logprobs"),
     )

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from bolt_tasks.core.catalogue import refresh_pipeline_name
+from bolt_tasks.core.config_execution import ExecutionConfig
 from bolt_tasks.core.config_task import (  # noqa: F401  (TaskConfig belongs to a round)
     BETA_RANGE,
     BUILTIN_PROMPTS,
@@ -74,6 +75,16 @@ class SamplingConfig(_Frozen):
     tensor_parallel_size: int = Field(
         1, ge=1, description="vllm backend: GPUs the engine shards the model over (vLLM tensor "
         "parallelism).",
+    )
+    shards: int = Field(
+        1, ge=1,
+        description="Split the prompts into this many shards for sampling, scoring and held-out "
+        "evaluation: each shard is its own cached task writing its own part (a crash loses one "
+        "shard's work), run in turn here or side by side on Ray (execution.executor). The rows "
+        "do not depend on it: every prompt has its own random stream.",
+    )
+    prompts_per_shard: int | None = Field(
+        None, ge=1, description="Instead of `shards`: at most this many prompts per shard.",
     )
 
 
@@ -176,6 +187,35 @@ class TrainingConfig(_Frozen):
         None, description="Train low-rank adapters (merged into the saved policy). Empty: full "
         "fine-tuning.",
     )
+    launcher: Literal["inline", "torchrun"] = Field(
+        "inline",
+        description="inline: train in the stage's own process. torchrun: launch nproc_per_node "
+        "processes per node (torch.distributed.run), each fitting its slice of every batch; the "
+        "loss is normalised over the whole batch, so the fit does not depend on the process count.",
+    )
+    parallelism: Literal["ddp", "fsdp"] = Field(
+        "ddp",
+        description="torchrun: ddp (every process holds the whole model and optimizer) or fsdp "
+        "(FSDP2 fully_shard: parameters, gradients and optimizer state sharded over the "
+        "processes; bf16 compute on CUDA).",
+    )
+    nproc_per_node: int = Field(1, ge=1, description="torchrun: processes per node (one per GPU).")
+    nnodes: int = Field(1, ge=1, description="torchrun: nodes; more than 1 needs rdzv_endpoint.")
+    rdzv_endpoint: str | None = Field(
+        None, description="torchrun: host:port of the rendezvous when nnodes > 1 (start the same "
+        "round on every node).",
+    )
+
+    @model_validator(mode="after")
+    def _launch_is_complete(self):
+        if self.nnodes > 1 and not self.rdzv_endpoint:
+            raise ValueError("training.nnodes > 1 needs training.rdzv_endpoint (host:port)")
+        if (self.nnodes > 1 or self.nproc_per_node > 1) and self.launcher != "torchrun":
+            raise ValueError("training.nproc_per_node and training.nnodes need training.launcher=torchrun")
+        if self.parallelism == "fsdp" and self.lora is not None:
+            raise ValueError("training.lora is trained with parallelism=ddp (adapters are small); "
+                             "fsdp shards full fine-tuning")
+        return self
 
 
 class EvaluationConfig(_Frozen):
@@ -211,6 +251,7 @@ class RoundConfig(_Frozen):
     weighting: WeightingConfig = Field(default_factory=WeightingConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
 
     @field_validator("pipeline")
     @classmethod

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import math
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import torch
 
-from bolt_tasks.core.caching import stage
 from bolt_tasks.core.config import TrainingConfig
 from bolt_tasks.core.errors import NonFiniteError
 from bolt_tasks.core.progress import track
-from bolt_tasks.core.storage import ModelRef, TableRef, directory_digest
+from bolt_tasks.core.storage import TableRef
 from bolt_tasks.core.tables import TRAIN_LOG
 from bolt_tasks.policy.logprobs import pad_prompt_response, response_logprob_sums
 from bolt_tasks.policy.modeling import load_policy, save_policy_atomic
@@ -73,10 +73,10 @@ def weighted_examples(rollouts: pa.Table, weights: pa.Table):
     return [(prompt, response, weight_of[key]) for key, (prompt, response) in zip(keys, pairs)]
 
 
-def prepare_model(start_model: str, training: TrainingConfig):
+def prepare_model(start_model: str, training: TrainingConfig, device: torch.device | None = None):
     """(model in train mode, tokenizer): with LoRA adapters when configured, and gradient
     checkpointing when asked for."""
-    model, tokenizer = load_policy(start_model)
+    model, tokenizer = load_policy(start_model, device)
     if training.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False
@@ -100,13 +100,32 @@ def finished_model(model):
     return model
 
 
-def train_policy(
-    rollouts: pa.Table, weights: pa.Table, start_model: str, training: TrainingConfig,
-    out_dir: str | Path, log_path: str | Path,
-) -> TableRef:
-    """Fit from start_model on the weighted rollouts; save the policy; return the loss log."""
-    model, tokenizer = prepare_model(start_model, training)
-    examples = weighted_examples(rollouts, weights)
+@dataclass
+class Replicas:
+    """This process's place among the training processes (one, inline): its rank, their count,
+    and how a number they each hold is combined (policy/distributed.py: across processes)."""
+
+    rank: int = 0
+    size: int = 1
+
+    def total(self, value: float) -> float:
+        return value
+
+    def most(self, value: int) -> int:
+        return value
+
+
+def fit(model, pad_id: int, examples: list, training: TrainingConfig,
+        replicas: Replicas = Replicas()) -> dict[str, list]:
+    """Weighted maximum likelihood over `examples`, in place; returns the loss log.
+
+    Every process sees the same batches (the same seeded order) and fits every size-th example
+    of each, starting at its rank. Each micro-batch's loss is normalised by the whole batch's
+    size and multiplied by the process count, which the gradient average (DDP, FSDP) divides
+    out again: the gradient is the one-process gradient, whatever the count. Processes with
+    fewer micro-batches add zero-weight ones, since every process must run as many backward
+    passes as the others (their collectives pair up).
+    """
     trained = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimizer = torch.optim.AdamW(
         trained, lr=training.learning_rate, betas=(0.9, 0.99), weight_decay=training.weight_decay,
@@ -131,21 +150,27 @@ def train_policy(
             for first in range(0, len(order), training.batch_size):
                 yield epoch, [examples[i] for i in order[first : first + training.batch_size]]
 
-    for step, (epoch, batch) in enumerate(track(batches(), total, "weighted SFT")):
+    steps = track(batches(), total, "weighted SFT") if replicas.rank == 0 else batches()
+    for step, (epoch, batch) in enumerate(steps):
         optimizer.zero_grad(set_to_none=True)
+        mine = batch[replicas.rank :: replicas.size]
+        parts = micro_batches(mine, training.max_tokens_per_micro_batch) if mine else []
+        parts += [[(batch[0][0], batch[0][1], 0.0)]] * (replicas.most(len(parts)) - len(parts))
         loss = 0.0
-        for part in micro_batches(batch, training.max_tokens_per_micro_batch):
+        for part in parts:
             prompt_ids, response_ids, part_weights = zip(*part)
             part_loss = weighted_nll(
                 model, list(prompt_ids), list(response_ids),
-                torch.tensor(part_weights, dtype=torch.float32), tokenizer.pad_token_id, len(batch),
+                torch.tensor(part_weights, dtype=torch.float32), pad_id, len(batch),
             )
-            part_loss.backward()
+            (part_loss * replicas.size).backward()
             loss += part_loss.item()
+        loss = replicas.total(loss)
         if not math.isfinite(loss):
             raise NonFiniteError(f"weighted SFT: the loss is {loss} at step {step} (epoch "
                                  f"{epoch}); nothing was saved")
         grad_norm = torch.nn.utils.clip_grad_norm_(trained, training.max_grad_norm)
+        grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
         learning_rate = scheduler.get_last_lr()[0]
         optimizer.step()
         scheduler.step()
@@ -153,21 +178,25 @@ def train_policy(
             TRAIN_LOG.schema.names, (step, epoch, loss, grad_norm.item(), learning_rate)
         ):
             log[name].append(value)
-    model = finished_model(model)
+    return log
+
+
+def check_finite(model) -> None:
     broken = [name for name, parameter in model.named_parameters() if not torch.isfinite(parameter).all()]
     if broken:
         raise NonFiniteError(f"weighted SFT: {len(broken)} parameter tensors hold NaN or inf after "
                              f"training (first: {broken[0]}); nothing was saved")
+
+
+def train_policy(
+    rollouts: pa.Table, weights: pa.Table, start_model: str, training: TrainingConfig,
+    out_dir: str | Path, log_path: str | Path,
+) -> TableRef:
+    """Fit from start_model on the weighted rollouts in this process; save the policy; return
+    the loss log."""
+    model, tokenizer = prepare_model(start_model, training)
+    log = fit(model, tokenizer.pad_token_id, weighted_examples(rollouts, weights), training)
+    model = finished_model(model)
+    check_finite(model)
     save_policy_atomic(model, tokenizer, out_dir)
     return TRAIN_LOG.write(pa.table(log, schema=TRAIN_LOG.schema), log_path)
-
-
-@stage("weighted-sft")
-def train_task(
-    rollouts: TableRef, weights: TableRef, start_model: ModelRef, training: TrainingConfig,
-    out_dir: str, log_path: str,
-) -> tuple[ModelRef, TableRef]:
-    log = train_policy(
-        rollouts.read(), weights.read(), start_model.path, training, out_dir, log_path
-    )
-    return ModelRef(out_dir, directory_digest(out_dir)), log

@@ -18,6 +18,7 @@ from bolt_tasks.core.config import EvaluationConfig, RoundConfig, SamplingConfig
 from bolt_tasks.policy.logprobs import response_logprobs
 from bolt_tasks.policy.modeling import load_policy
 from bolt_tasks.sampling.decode import Generations, generate
+from bolt_tasks.sampling.seeds import prompt_seeds, row_seeds
 from bolt_tasks.sampling.vllm_backend import require_vllm_python, run_job, vllm_python
 from bolt_tasks.sampling.vllm_worker import split
 
@@ -26,8 +27,10 @@ class Sampler(Protocol):
     name: str
 
     def sample(self, model_path: str, prompt_ids: list[list[int]], sampling: SamplingConfig,
-               log_path: Path | None = None) -> Generations:
-        """samples_per_prompt responses per prompt, prompt-major: rows p*N .. p*N + N - 1."""
+               log_path: Path | None = None, seeds: list[int] | None = None) -> Generations:
+        """samples_per_prompt responses per prompt, prompt-major: rows p*N .. p*N + N - 1.
+        `seeds`: one per prompt (sampling/seeds.py); by default from sampling.seed and the
+        prompt's position."""
 
     def response_logprobs(self, model_path: str, prompt_ids: list[list[int]],
               response_ids: list[list[int]], sampling: SamplingConfig,
@@ -38,13 +41,14 @@ class Sampler(Protocol):
 class TransformersSampler:
     name = "transformers"
 
-    def sample(self, model_path, prompt_ids, sampling, log_path=None) -> Generations:
+    def sample(self, model_path, prompt_ids, sampling, log_path=None, seeds=None) -> Generations:
         model, tokenizer = load_policy(model_path)
-        repeated = [ids for ids in prompt_ids for _ in range(sampling.samples_per_prompt)]
+        n = sampling.samples_per_prompt
+        repeated = [ids for ids in prompt_ids for _ in range(n)]
         return generate(
             model, tokenizer, repeated, sampling.temperature, sampling.max_new_tokens,
-            sampling.batch_size, sampling.seed, description=f"sample {len(repeated)} responses",
-            stop=sampling.stop,
+            rows_per_batch(sampling.batch_size, n), row_seeds(seeds_or_default(seeds, sampling, prompt_ids), n),
+            description=f"sample {len(repeated)} responses", stop=sampling.stop,
         )
 
     def response_logprobs(self, model_path, prompt_ids, response_ids, sampling, log_path=None) -> np.ndarray:
@@ -58,8 +62,8 @@ class TransformersSampler:
 class VllmSampler:
     name = "vllm"
 
-    def sample(self, model_path, prompt_ids, sampling, log_path=None) -> Generations:
-        return generations(self.sample_job(model_path, prompt_ids, sampling, log_path))
+    def sample(self, model_path, prompt_ids, sampling, log_path=None, seeds=None) -> Generations:
+        return generations(self.sample_job(model_path, prompt_ids, sampling, log_path, seeds))
 
     @staticmethod
     def engine_settings(sampling: SamplingConfig) -> dict:
@@ -70,7 +74,7 @@ class VllmSampler:
         }
 
     @classmethod
-    def sample_job(cls, model_path, prompt_ids, sampling, log_path=None) -> dict[str, np.ndarray]:
+    def sample_job(cls, model_path, prompt_ids, sampling, log_path=None, seeds=None) -> dict[str, np.ndarray]:
         """The worker's raw result, with its engine start-up and sampling seconds."""
         settings = cls.engine_settings(sampling) | {
             "samples_per_prompt": sampling.samples_per_prompt, "temperature": sampling.temperature,
@@ -78,6 +82,7 @@ class VllmSampler:
         }
         return run_job(
             "sample", model_path, prompt_ids, settings, log_path=log_path,
+            seeds=seeds_or_default(seeds, sampling, prompt_ids),
             description=f"vLLM: sample {len(prompt_ids) * sampling.samples_per_prompt} responses",
         )
 
@@ -88,6 +93,24 @@ class VllmSampler:
             description=f"vLLM: log pi_ref of {len(response_ids)} responses",
         )
         return result["logprobs"]
+
+
+def prompts_per_batch(batch_size: int, samples_per_prompt: int) -> int:
+    """Whole prompts per decode batch (at least one, whose samples may then span batches)."""
+    return max(1, batch_size // samples_per_prompt)
+
+
+def rows_per_batch(batch_size: int, samples_per_prompt: int) -> int:
+    """Decode batches hold whole prompts: their boundaries fall where the prompts' do, so a
+    shard that starts at a multiple of prompts_per_batch computes its rows in the very batches
+    a single pass would (the same shapes, the same floating-point rounding)."""
+    if batch_size < samples_per_prompt:  # a prompt's samples over several batches, evenly
+        return max(d for d in range(1, batch_size + 1) if samples_per_prompt % d == 0)
+    return prompts_per_batch(batch_size, samples_per_prompt) * samples_per_prompt
+
+
+def seeds_or_default(seeds: list[int] | None, sampling: SamplingConfig, prompt_ids) -> list[int]:
+    return seeds if seeds is not None else prompt_seeds(sampling.seed, [str(i) for i in range(len(prompt_ids))])
 
 
 def generations(result: dict[str, np.ndarray]) -> Generations:
@@ -137,3 +160,11 @@ def evaluation_sampling(evaluation: EvaluationConfig, samples_per_prompt: int, t
 
 def sampler_for(sampling: SamplingConfig) -> Sampler:
     return SAMPLERS[resolve_backend(sampling).backend]
+
+
+def sampling_gpus(sampling: SamplingConfig) -> float:
+    """GPUs one sampling shard needs on this kind of machine: the vLLM engine's tensor-parallel
+    size, one for the transformers sampler, none without a GPU."""
+    if not torch.cuda.is_available():
+        return 0
+    return sampling.tensor_parallel_size if sampling.backend == "vllm" else 1

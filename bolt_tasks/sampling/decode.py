@@ -2,7 +2,8 @@
 
 A hand-written decode loop over the model's KV cache instead of `generate`, so that the
 sampled token's log-prob comes from the very distribution it was drawn from, in float32, with
-a private torch.Generator (the same seed gives the same rollouts whatever ran before).
+a private random stream per response (sampling/seeds.py: the same seed gives the same response
+whatever ran before and whatever is sampled beside it, in this batch or another shard).
 Prompts are left-padded with an attention mask and explicit position ids, so prompts of
 different lengths batch together.
 """
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from bolt_tasks.core.progress import track
+from bolt_tasks.sampling.seeds import prompt_seeds
 
 
 @dataclass
@@ -42,9 +44,11 @@ def _cache_keyword(model) -> str:
 
 
 @torch.no_grad()
-def _generate_batch(model, prompts, eos_id, pad_id, temperature, max_new_tokens, generator,
+def _generate_batch(model, prompts, eos_id, pad_id, temperature, max_new_tokens, seeds,
                     stopped=None):
-    """`stopped(generated ids) -> bool`, when given, ends a response at a stop string."""
+    """`seeds`: one per row, the row's stream of uniforms (inverse-CDF sampling, so a row's
+    draws do not depend on the other rows). `stopped(generated ids) -> bool`, when given, ends
+    a response at a stop string."""
     device = next(model.parameters()).device
     ids, attention, positions = _left_pad(prompts, pad_id, device)
     batch = len(prompts)
@@ -55,8 +59,9 @@ def _generate_batch(model, prompts, eos_id, pad_id, temperature, max_new_tokens,
     past = None
     step_positions = positions
     next_input = ids
+    uniforms = None if temperature == 0 else row_uniforms(seeds, max_new_tokens).to(device)
     generated, kept = [[] for _ in range(batch)], {}  # kept: row -> tokens up to its stop string
-    for _ in range(max_new_tokens):
+    for step in range(max_new_tokens):
         out = model(
             input_ids=next_input, attention_mask=attention, position_ids=step_positions,
             use_cache=True, logits_to_keep=1, **{cache_keyword: past},
@@ -68,7 +73,7 @@ def _generate_batch(model, prompts, eos_id, pad_id, temperature, max_new_tokens,
             logprobs = torch.log_softmax(logits, -1)
         else:
             logprobs = torch.log_softmax(logits / temperature, -1)
-            token = torch.multinomial(logprobs.exp(), 1, generator=generator).squeeze(-1)
+            token = inverse_cdf_sample(logprobs, uniforms[:, step])
         token = torch.where(finished, torch.full_like(token, pad_id), token)
         chosen = logprobs.gather(-1, token.unsqueeze(-1)).squeeze(-1).double()
         logprob_sums += torch.where(finished, torch.zeros_like(chosen), chosen)
@@ -102,6 +107,21 @@ def _generate_batch(model, prompts, eos_id, pad_id, temperature, max_new_tokens,
     return token_ids, logprob_sums.cpu().numpy(), reasons
 
 
+def row_uniforms(seeds: list[int], count: int) -> torch.Tensor:
+    """[rows, count] uniforms in [0, 1), row r from its own generator seeded seeds[r]."""
+    return torch.stack([torch.rand(count, generator=torch.Generator().manual_seed(seed),
+                                   dtype=torch.float64) for seed in seeds])
+
+
+def inverse_cdf_sample(logprobs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """One token per row: the first whose cumulative probability exceeds u * total (float64, so
+    a token of probability 0 is never chosen: its cumulative sum equals its predecessor's)."""
+    cumulative = logprobs.double().exp().cumsum(-1)
+    targets = uniforms.unsqueeze(-1) * cumulative[:, -1:]
+    token = torch.searchsorted(cumulative, targets, right=True).squeeze(-1)
+    return token.clamp(max=logprobs.shape[-1] - 1)
+
+
 def stop_checker(tokenizer, stop: list[str]):
     """`stopped(ids)`: whether the visible text at the end of `ids` holds one of the stop
     strings (only the last few tokens are decoded, as many as the longest stop string can span;
@@ -119,24 +139,25 @@ def stop_checker(tokenizer, stop: list[str]):
 
 def generate(
     model, tokenizer, prompts: list[list[int]], temperature: float, max_new_tokens: int,
-    batch_size: int, seed: int, description: str = "sample", stop: list[str] = (),
+    batch_size: int, seed: int | list[int], description: str = "sample", stop: list[str] = (),
 ) -> Generations:
     """Sample one response per prompt id list; temperature 0 is greedy decoding. A response
     ends at EOS, at the first of the `stop` strings (kept in it; finish reason stop), or after
     max_new_tokens (length).
 
     The log-prob is under the distribution sampled from (logits / temperature), so it is log q
-    for the importance correction; for greedy decoding it is taken at temperature 1.
+    for the importance correction; for greedy decoding it is taken at temperature 1. `seed`: one
+    per row (sampling/seeds.py), or one for the call, each row's then derived from its position.
     """
-    device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)
+    seeds = seed if isinstance(seed, list) else prompt_seeds(seed, [str(i) for i in range(len(prompts))])
     stopped = stop_checker(tokenizer, list(stop))
     token_ids, logprobs, reasons = [], [], []
     starts = range(0, len(prompts), batch_size)
     for start in track(starts, len(starts), description):
         batch_ids, batch_logprobs, batch_reasons = _generate_batch(
             model, prompts[start : start + batch_size], tokenizer.eos_token_id,
-            tokenizer.pad_token_id, temperature, max_new_tokens, generator, stopped,
+            tokenizer.pad_token_id, temperature, max_new_tokens, seeds[start : start + batch_size],
+            stopped,
         )
         token_ids += batch_ids
         logprobs.append(batch_logprobs)

@@ -11,12 +11,14 @@ import pyarrow.compute as pc
 from bolt_tasks.core.caching import stage
 from bolt_tasks.core.catalogue import RoundDirectory
 from bolt_tasks.core.config import SamplingConfig, TaskConfig
+from bolt_tasks.core.shards import Shard
 from bolt_tasks.core.storage import ModelRef, TableRef
 from bolt_tasks.core.tables import ROLLOUTS
 from bolt_tasks.policy.modeling import load_tokenizer
 from bolt_tasks.policy.prompting import render_prompts
 from bolt_tasks.sampling.backends import sampler_for
 from bolt_tasks.sampling.decode import decode_responses
+from bolt_tasks.sampling.seeds import prompt_seeds
 
 
 def render_task_prompts(tokenizer, prompts: pa.Table, task: TaskConfig) -> tuple[list[str], list[list[int]]]:
@@ -34,22 +36,27 @@ def sample_rollouts(
     task: TaskConfig,
     round_index: int,
     out_path: str | Path,
+    shard: Shard | None = None,
 ) -> TableRef:
-    """Sample N responses for every training prompt; write rollouts.parquet.
+    """Sample N responses for every training prompt of `shard` (all of them by default); write
+    rollouts.parquet (or the shard's part). Each prompt's responses come from its own seed.
 
     reference_logprob is log pi_ref(y|x) at temperature 1. When the sampler is pi_ref itself at
     temperature 1 it equals the sampler log-prob and is copied; otherwise a separate pass
     computes it (vLLM: its prompt log-probs of prompt + response). The vLLM engine's own output
-    goes to vllm-sample.log / vllm-logprobs.log beside the table.
+    goes to vllm-sample.log / vllm-logprobs.log beside the table (or part).
     """
-    logs = RoundDirectory(Path(out_path).parent)
+    logs, suffix = RoundDirectory(Path(out_path).parent), shard.log_suffix if shard else ""
     sampler = sampler_for(sampling)
     train = prompts.filter(pc.equal(prompts["split"], "train"))
+    if shard is not None:
+        train = train.slice(shard.start, shard.stop - shard.start)
     tokenizer = load_tokenizer(sampler_model)
     n = sampling.samples_per_prompt
     prompt_texts, prompt_ids = render_task_prompts(tokenizer, train, task)
     result = sampler.sample(
-        str(sampler_model), prompt_ids, sampling, log_path=logs.vllm_log("sample")
+        str(sampler_model), prompt_ids, sampling, log_path=logs.vllm_log(f"sample{suffix}"),
+        seeds=prompt_seeds(sampling.seed, train["prompt_id"].to_pylist()),
     )
     if sampler_model == reference_model and sampling.temperature == 1.0:
         reference_logprobs = result.logprobs
@@ -57,7 +64,7 @@ def sample_rollouts(
         repeated = [ids for ids in prompt_ids for _ in range(n)]
         reference_logprobs = sampler.response_logprobs(
             str(reference_model), repeated, result.token_ids, sampling,
-            log_path=logs.vllm_log("logprobs"),
+            log_path=logs.vllm_log(f"logprobs{suffix}"),
         )
     rows = len(result.token_ids)
     table = pa.table(
@@ -83,9 +90,9 @@ def sample_rollouts(
 @stage("sample-rollouts")
 def sample_task(
     prompts: TableRef, sampler: ModelRef, reference: ModelRef, sampling: SamplingConfig,
-    task: TaskConfig, round_index: int, out_path: str,
+    task: TaskConfig, round_index: int, out_path: str, shard: Shard | None = None,
 ) -> TableRef:
     """`sampling.backend` should be resolved (backends.resolve_backend) so the cache key names
     the backend that ran."""
     return sample_rollouts(prompts.read(), sampler.path, reference.path, sampling, task, round_index,
-                           out_path)
+                           out_path, shard)

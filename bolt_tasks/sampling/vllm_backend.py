@@ -74,7 +74,7 @@ def worker_environment(on_gpu: bool) -> dict[str, str]:
 def run_job(
     mode: str, model: str, prompts: list[list[int]], settings: dict,
     responses: list[list[int]] | None = None, description: str = "vLLM",
-    log_path: str | Path | None = None,
+    log_path: str | Path | None = None, seeds: list[int] | None = None,
 ) -> dict[str, np.ndarray]:
     """Run one worker job to completion; relay its progress; raise with its last output if it
     fails. The worker's full output goes to `log_path` when given."""
@@ -94,6 +94,8 @@ def run_job(
         job_dir = Path(job_dir)
         (job_dir / "job.json").write_text(json.dumps(job))
         arrays = dict(zip(("prompt_tokens", "prompt_offsets"), vllm_worker.join(prompts)))
+        if seeds is not None:
+            arrays["prompt_seeds"] = np.array(seeds, dtype=np.int64)
         if responses is not None:
             arrays.update(zip(("response_tokens", "response_offsets"), vllm_worker.join(responses)))
         np.savez(job_dir / "inputs.npz", **arrays)

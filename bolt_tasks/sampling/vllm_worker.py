@@ -14,7 +14,6 @@ renamed into place whole. Progress lines on stdout start with PROGRESS_PREFIX.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -39,13 +38,6 @@ def join(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     offsets[1:] = np.cumsum([len(r) for r in rows])
     flat = np.fromiter((t for r in rows for t in r), dtype=np.int64, count=int(offsets[-1]))
     return flat, offsets
-
-
-def prompt_seed(seed: int, row: int) -> int:
-    """Seed of prompt `row`'s request; vLLM gives its n samples seed + 0..n-1. Derived from
-    (seed, row) alone, so a prompt's samples do not depend on batching or on other prompts."""
-    digest = hashlib.blake2b(f"{seed}/{row}".encode(), digest_size=6).digest()
-    return int.from_bytes(digest, "big")
 
 
 def report(done: int, total: int) -> None:
@@ -88,7 +80,8 @@ def make_engine(job: dict):
     )
 
 
-def sample(llm, prompts: list[list[int]], job: dict) -> dict[str, np.ndarray]:
+def sample(llm, prompts: list[list[int]], seeds: np.ndarray, job: dict) -> dict[str, np.ndarray]:
+    """`seeds`: one per prompt (sampling/seeds.py); vLLM seeds its n samples seed + 0..n-1."""
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
@@ -98,7 +91,7 @@ def sample(llm, prompts: list[list[int]], job: dict) -> dict[str, np.ndarray]:
         params = [
             SamplingParams(
                 n=n, temperature=job["temperature"], max_tokens=job["max_new_tokens"],
-                seed=prompt_seed(job["seed"], row), logprobs=0,
+                seed=int(seeds[row]), logprobs=0,
                 # stop strings are matched on the visible text: detokenize only when there are
                 # some (special tokens are not text, as for the transformers sampler)
                 stop=job.get("stop") or None, include_stop_str_in_output=True,
@@ -167,7 +160,7 @@ def run(job_dir: Path) -> None:
     llm = make_engine(job)
     ready = time.perf_counter()
     if job["mode"] == "sample":
-        result = sample(llm, prompts, job)
+        result = sample(llm, prompts, inputs["prompt_seeds"], job)
     elif job["mode"] == "logprobs":
         result = response_logprobs(llm, prompts, split(inputs["response_tokens"], inputs["response_offsets"]))
     else:

@@ -16,14 +16,25 @@ import pyarrow.compute as pc
 from bolt_tasks.core.caching import stage
 from bolt_tasks.core.catalogue import RoundDirectory
 from bolt_tasks.core.config import EvaluationConfig, TaskConfig
+from bolt_tasks.core.shards import Shard
 from bolt_tasks.core.storage import ModelRef, TableRef, write_table_atomic
-from bolt_tasks.core.tables import EVAL_SAMPLES_SCHEMA, HELDOUT_EVAL_SCHEMA, SAMPLE_LOGPROBS_SCHEMA
+from bolt_tasks.core.tables import (
+    EVAL_SAMPLES_SCHEMA,
+    HELDOUT_EVAL_SCHEMA,
+    SAMPLE_LOGPROBS_SCHEMA,
+)
 from bolt_tasks.policy.logprobs import response_logprobs
 from bolt_tasks.policy.modeling import load_policy, load_tokenizer
 from bolt_tasks.sampling.backends import SAMPLERS, evaluation_sampling
 from bolt_tasks.sampling.decode import decode_responses
 from bolt_tasks.sampling.rollouts import render_task_prompts
-from bolt_tasks.stages.verifiers import VerifierCode, check_error_share, prompt_rows, score_responses
+from bolt_tasks.sampling.seeds import prompt_seeds
+from bolt_tasks.stages.verifiers import (
+    VerifierCode,
+    check_error_share,
+    prompt_rows,
+    score_responses,
+)
 
 
 def pass_at_k(samples: int, successes: int, k: int) -> float:
@@ -36,11 +47,16 @@ def pass_at_k(samples: int, successes: int, k: int) -> float:
 def evaluate_policy(
     prompts: pa.Table, model_path: str, reference_path: str, evaluation: EvaluationConfig,
     task: TaskConfig, out_path: str | Path, samples_path: str | Path, stop: list[str] = (),
+    shard: Shard | None = None,
 ) -> tuple[TableRef, TableRef]:
     """Per held-out prompt statistics of one policy (out_path) and its temperature-1 samples
     with their log-probs and rewards (samples_path: the projection gap's importance sample
-    when the policy is pi_ref). A response the verifier could not score is never a success."""
+    when the policy is pi_ref), for the held-out prompts of `shard` (all by default). A
+    response the verifier could not score is never a success."""
     heldout = prompts.filter(pc.equal(prompts["split"], "heldout"))
+    if shard is not None:
+        heldout = heldout.slice(shard.start, shard.stop - shard.start)
+    seeds = prompt_seeds(evaluation.seed, heldout["prompt_id"].to_pylist())
     tokenizer = load_tokenizer(model_path)
     m = evaluation.samples_per_prompt
     _, prompt_ids = render_task_prompts(tokenizer, heldout, task)
@@ -50,8 +66,10 @@ def evaluate_policy(
     sampler = SAMPLERS[at_one.backend]
     logs = RoundDirectory(Path(out_path).parent)
     name = Path(out_path).stem  # reference_eval or policy_eval: one vLLM log each
-    sampled = sampler.sample(model_path, prompt_ids, at_one, log_path=logs.vllm_log(f"{name}-sample"))
-    greedy = sampler.sample(model_path, prompt_ids, greedy_settings, log_path=logs.vllm_log(f"{name}-greedy"))
+    sampled = sampler.sample(model_path, prompt_ids, at_one, log_path=logs.vllm_log(f"{name}-sample"),
+                             seeds=seeds)
+    greedy = sampler.sample(model_path, prompt_ids, greedy_settings,
+                            log_path=logs.vllm_log(f"{name}-greedy"), seeds=seeds)
     if model_path == reference_path:
         reference_logprobs = sampled.logprobs
     else:
@@ -130,10 +148,12 @@ def sample_logprobs(samples: pa.Table, model_path: str, out_path: str | Path) ->
 def evaluate_task(
     prompts: TableRef, model: ModelRef, reference: ModelRef, evaluation: EvaluationConfig,
     task: TaskConfig, out_path: str, samples_path: str, stop: list[str] = (),
+    shard: Shard | None = None,
 ) -> tuple[TableRef, TableRef]:
     """`stop`: the round's sampling.stop, so held-out responses end as the rollouts do."""
     return evaluate_policy(
         prompts.read(), model.path, reference.path, evaluation, task, out_path, samples_path, stop,
+        shard,
     )
 
 
