@@ -24,6 +24,7 @@ from bolt_tasks.core.tables import TRAIN_LOG
 from bolt_tasks.policy.modeling import save_policy_atomic
 from bolt_tasks.policy.training import (
     Replicas,
+    ResponseLogprobs,
     check_finite,
     finished_model,
     fit,
@@ -52,31 +53,31 @@ class ProcessGroupReplicas(Replicas):
 
 
 def wrap(model, training: TrainingConfig, device: torch.device):
-    """DDP, or FSDP2: each decoder layer its own unit, then the root (embeddings, head)."""
+    """The policy's ResponseLogprobs under DDP, or FSDP2 (each decoder layer its own unit, then
+    the root: embeddings, final norm, head)."""
+    scorer = ResponseLogprobs(model)
     if training.parallelism == "ddp":
         from torch.nn.parallel import DistributedDataParallel
 
-        return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        return DistributedDataParallel(scorer, device_ids=[device.index] if device.type == "cuda" else None)
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     precision = (MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
                  if device.type == "cuda" else MixedPrecisionPolicy())
     for layer in model.model.layers:
         fully_shard(layer, mp_policy=precision)
-    fully_shard(model, mp_policy=precision)
-    return model
+    return fully_shard(scorer, mp_policy=precision)
 
 
-def full_state_dict(model, training: TrainingConfig) -> dict:
-    """The whole model's parameters on the CPU (a collective under FSDP: every rank calls it)."""
+def full_state_dict(wrapped, training: TrainingConfig) -> dict:
+    """The whole policy's parameters on the CPU (a collective under FSDP: every rank calls it)."""
     if training.parallelism == "ddp":
-        return model.module.state_dict()
-    from torch.distributed.checkpoint.state_dict import (
-        StateDictOptions,
-        get_model_state_dict,
-    )
+        return wrapped.module.policy.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    state = get_model_state_dict(wrapped, options=options)
+    return {name.removeprefix("policy."): value for name, value in state.items()}
 
 
 def run(job: dict) -> None:
@@ -94,7 +95,7 @@ def run(job: dict) -> None:
         state = full_state_dict(model, training)
         if dist.get_rank() == 0:
             if training.parallelism == "ddp":
-                policy = model.module
+                policy = model.module.policy
             else:  # the consolidated parameters, in an unsharded copy of the start model
                 policy = prepare_model(job["start_model"], training, torch.device("cpu"))[0]
                 policy.load_state_dict(state)

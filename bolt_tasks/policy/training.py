@@ -27,18 +27,34 @@ from bolt_tasks.policy.logprobs import pad_prompt_response, response_logprob_sum
 from bolt_tasks.policy.modeling import load_policy, save_policy_atomic
 
 
+class ResponseLogprobs(torch.nn.Module):
+    """The policy as a module whose forward gives each sequence's response log-prob sum: what
+    DDP and FSDP wrap, since their hooks (gradient sync, parameter gathering) run on the
+    wrapped module's own forward, and the chunked log-probs call the decoder and head apart."""
+
+    def __init__(self, policy):
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, ids, attention, response_mask):
+        return response_logprob_sums(self.policy, ids, attention, response_mask)
+
+
 def weighted_nll(
     model, prompts, responses, weights: torch.Tensor, pad_id: int, batch_size: int | None = None
 ) -> torch.Tensor:
     """The loss of these sequences: -(sum_i w_i * sum_t log pi(y_it)) / batch_size, where
-    batch_size is the whole optimizer batch's (these sequences', by default)."""
+    batch_size is the whole optimizer batch's (these sequences', by default). `model`: the
+    policy, or its ResponseLogprobs (wrapped or not)."""
     device = next(model.parameters()).device
     batch = pad_prompt_response(prompts, responses, pad_id, device)
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     )
+    wrapped = isinstance(model, (ResponseLogprobs, torch.nn.parallel.DistributedDataParallel))
+    scorer = model if wrapped else ResponseLogprobs(model)
     with autocast:
-        sequence_logprobs = response_logprob_sums(model, *batch)
+        sequence_logprobs = scorer(*batch)
     return -(weights.to(device) * sequence_logprobs).sum() / (batch_size or len(prompts))
 
 
