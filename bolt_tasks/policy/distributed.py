@@ -9,6 +9,7 @@ policy is saved once: rank 0 writes it, from the consolidated state dict under F
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -110,4 +111,6 @@ def run(job: dict) -> None:
 
 if __name__ == "__main__":
     die_with_parent()  # torchrun's agent is the parent: if it is killed, so is every rank
+    # rank 0's progress lines (core/progress.py) on its stdout, which the stage relays
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     run(json.loads(Path(sys.argv[1]).read_text()))

@@ -1,0 +1,122 @@
+"""Past one process: prompt shards write the rows one pass writes, on this process or a real
+local Ray cluster (a worker killed mid-shard included), and refreshed rounds run their shards on
+Ray and their training in torchrun's processes."""
+
+import signal
+import time
+
+import mlflow
+import psutil
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from bolt_tasks.core.catalogue import RunsDirectory
+from cli_runs import bolt, session_processes
+
+# Small decode batches, so 24 training and 8 held-out prompts make several shards' worth of
+# batches (shards start at batch boundaries).
+TINY = ["--pipeline", "tiny", "--set", "reference.steps=40", "--set", "reference.batch_size=32",
+        "--train-prompts", "24", "--set", "task.heldout_prompts=8", "--samples-per-prompt", "4",
+        "--set", "sampling.batch_size=8", "--set", "evaluation.samples_per_prompt=8",
+        "--set", "evaluation.batch_size=16", "--set", "training.batch_size=16"]
+COMPARED = ("rollouts", "rewards", "weights", "prompt_stats", "reference_eval", "policy_eval",
+            "reference_samples", "policy_samples", "reference_samples_policy_logprobs", "eval",
+            "train_log")
+
+
+def round_tables(runs, pipeline: str = "tiny", index: int = 0) -> dict[str, pa.Table]:
+    """The round's tables, rows sorted, without the one column that names the runs directory."""
+    tables = {}
+    for name in COMPARED:
+        table = pq.read_table(f"{runs}/{pipeline}/round-{index}/{name}.parquet")
+        table = table.drop([c for c in ("sampler_model",) if c in table.column_names])
+        keys = [c for c in ("prompt_id", "sample_idx", "step") if c in table.column_names]
+        tables[name] = table.sort_by([(key, "ascending") for key in keys])
+    return tables
+
+
+def assert_same_tables(found: dict, expected: dict) -> None:
+    for name, table in expected.items():
+        assert found[name].num_rows == table.num_rows > 0, name
+        assert found[name].equals(table), name
+
+
+def run_ok(*args):
+    result = bolt("run", *args)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def one_shard(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("one-shard")
+    run_ok("--runs-dir", str(runs), *TINY)
+    return round_tables(runs)
+
+
+@pytest.mark.slow
+def test_three_shards_write_the_rows_of_one(one_shard, tmp_path):
+    run_ok("--runs-dir", str(tmp_path), *TINY, "--shards", "3")
+    assert_same_tables(round_tables(tmp_path), one_shard)
+    parts = sorted(p.name for p in (tmp_path / "tiny" / "round-0" / "parts" / "rollouts").iterdir())
+    assert parts == [f"shard-0000{i}-of-00003.parquet" for i in (1, 2, 3)]
+
+
+@pytest.mark.slow
+def test_three_shards_on_ray_write_the_rows_of_one(one_shard, tmp_path):
+    with open(tmp_path / "log", "w") as log:
+        process = bolt("run", "--runs-dir", str(tmp_path / "runs"), *TINY, "--shards", "3",
+                       "--executor", "ray", log=log, start_new_session=True)
+        assert process.wait(600) == 0, (tmp_path / "log").read_text()[-3000:]
+    output = (tmp_path / "log").read_text()
+    assert "Using Ray cluster with 1 nodes" in output
+    assert output.count("(sample-rollouts pid=") > 0  # Ray workers ran the shards
+    assert_same_tables(round_tables(tmp_path / "runs"), one_shard)
+    time.sleep(1)
+    assert session_processes(process.pid) == []  # the Ray instance went with the run
+
+
+@pytest.mark.slow
+def test_a_ray_worker_killed_mid_shard_is_retried_without_lost_or_duplicate_rows(one_shard, tmp_path):
+    with open(tmp_path / "log", "w") as log:
+        process = bolt("run", "--runs-dir", str(tmp_path / "runs"), *TINY, "--shards", "3",
+                       "--executor", "ray", log=log)
+        killed = None
+        while process.poll() is None and killed is None:
+            for worker in psutil.process_iter():
+                try:
+                    # a worker's first shard starts with imports and the model load: seconds
+                    if " ".join(worker.cmdline()).startswith("ray::sample-rollouts"):
+                        time.sleep(0.2)
+                        worker.send_signal(signal.SIGKILL)
+                        killed = worker.pid
+                        break
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    continue
+            time.sleep(0.02)
+        assert process.wait(600) == 0, (tmp_path / "log").read_text()[-3000:]
+    output = (tmp_path / "log").read_text()
+    assert killed is not None and "A worker died or was killed while executing a task" in output
+    assert "so the task will be retried" in output
+    assert_same_tables(round_tables(tmp_path / "runs"), one_shard)
+
+
+@pytest.mark.slow
+def test_refresh_on_ray_with_torchrun_training(tmp_path):
+    result = bolt("refresh", "--runs-dir", str(tmp_path), "--until-round", "1", *TINY, "--shards", "3",
+                  "--executor", "ray", "--set", "training.launcher=torchrun",
+                  "--set", "training.nproc_per_node=2")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "torchrun:" in result.stdout + result.stderr
+    client = mlflow.MlflowClient(RunsDirectory.at(tmp_path).tracking_uri())
+    experiment = client.get_experiment_by_name("bolt-tiny-refresh").experiment_id
+    rounds = [r for r in client.search_runs([experiment]) if "bolt.round" in r.data.tags]
+    assert sorted(r.data.tags["bolt.round"] for r in rounds) == ["0", "1"]
+    for run in rounds:
+        params = run.data.params
+        assert params["execution.executor"] == "ray"
+        assert params["sampling.shards"] == "3"
+        assert params["training.launcher"] == "torchrun" and params["training.nproc_per_node"] == "2"
+    for index in (0, 1):
+        assert (tmp_path / "tiny-refresh" / f"round-{index}" / "policy" / "model.safetensors").is_file()
