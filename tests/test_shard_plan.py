@@ -1,0 +1,84 @@
+"""Shard plans, part gathering and per-prompt random streams: what makes a sharded round write
+the rows of a single pass."""
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from bolt_tasks.core.config import RoundConfig, validate_round_config
+from bolt_tasks.core.errors import BoltInputError
+from bolt_tasks.core.shards import gather_parts, plan_shards
+from bolt_tasks.core.storage import write_table_atomic
+from bolt_tasks.sampling.backends import TransformersSampler, rows_per_batch
+from bolt_tasks.sampling.seeds import prompt_seeds
+
+
+def spans(plan):
+    return [(shard.start, shard.stop) for shard in plan]
+
+
+def test_shards_are_consecutive_balanced_and_never_empty():
+    assert spans(plan_shards(16, 3)) == [(0, 5), (5, 10), (10, 16)]
+    assert spans(plan_shards(2, 5)) == [(0, 1), (1, 2)]  # no more shards than prompts
+    assert spans(plan_shards(0, 3)) == [(0, 0)]  # one (empty) shard, so one (empty) table
+    assert spans(plan_shards(100, 1, prompts_per_shard=30)) == [(0, 25), (25, 50), (50, 75), (75, 100)]
+    assert [shard.name for shard in plan_shards(16, 3)][0] == "shard-00001-of-00003"
+
+
+def test_shards_start_at_decode_batch_boundaries():
+    plan = plan_shards(512, 3, block=128)  # 1024-row batches of 8 samples: 128 prompts each
+    assert spans(plan) == [(0, 128), (128, 256), (256, 512)]
+    assert all(shard.start % 128 == 0 for shard in plan)
+    assert spans(plan_shards(10, 3, block=4)) == [(0, 4), (4, 8), (8, 10)]
+    assert spans(plan_shards(100, 1, prompts_per_shard=30, block=8)) == [(0, 24), (24, 48), (48, 72), (72, 100)]
+
+
+def test_decode_batches_hold_whole_prompts():
+    assert rows_per_batch(1024, 8) == 1024
+    assert rows_per_batch(1000, 8) == 1000
+    assert rows_per_batch(1001, 8) == 1000  # not 1001: a batch would end inside a prompt
+    assert rows_per_batch(3, 8) == 2  # several batches per prompt, each ending on its boundary
+    assert rows_per_batch(2048, 64) == 2048
+
+
+def test_gathered_parts_are_the_rows_in_shard_order(tmp_path):
+    parts = [write_table_atomic(pa.table({"x": list(range(i * 3, i * 3 + 3))}), tmp_path / f"{i}.parquet")
+             for i in range(3)]
+    whole = gather_parts(parts, tmp_path / "whole.parquet")
+    assert pq.read_table(whole.path)["x"].to_pylist() == list(range(9))
+    assert gather_parts(parts[:1], parts[0].path) == parts[0]
+    other = write_table_atomic(pa.table({"y": [1]}), tmp_path / "other.parquet")
+    with pytest.raises(ValueError, match="do not share one schema"):
+        gather_parts([parts[0], other], tmp_path / "mixed.parquet")
+    assert not (tmp_path / "mixed.parquet").exists()
+
+
+def test_a_prompts_samples_do_not_depend_on_the_other_prompts(tiny_model_dir):
+    """The same prompt ids and seed give the same responses whether a prompt is sampled with
+    all the others or in a shard of its own."""
+    from bolt_tasks.core.config import SamplingConfig
+
+    prompt_ids = [[1, 4 + i % 10, 5 + i % 7, 30] for i in range(12)]
+    keys = [f"prompt-{i}" for i in range(12)]
+    sampling = SamplingConfig(samples_per_prompt=4, max_new_tokens=6, batch_size=16, seed=3)
+    whole = TransformersSampler().sample(tiny_model_dir, prompt_ids, sampling, seeds=prompt_seeds(3, keys))
+    part = TransformersSampler().sample(tiny_model_dir, prompt_ids[4:8], sampling,
+                                        seeds=prompt_seeds(3, keys[4:8]))
+    assert part.token_ids == whole.token_ids[16:32]
+    assert (part.logprobs == whole.logprobs[16:32]).all()
+    reseeded = TransformersSampler().sample(tiny_model_dir, prompt_ids[4:8], sampling,
+                                            seeds=prompt_seeds(4, keys[4:8]))
+    assert reseeded.token_ids != part.token_ids  # the seed matters: the test can fail
+
+
+def test_scale_out_settings_are_checked():
+    with pytest.raises(BoltInputError, match="rdzv_endpoint"):
+        validate_round_config({"training": {"launcher": "torchrun", "nnodes": 2}})
+    with pytest.raises(BoltInputError, match="launcher=torchrun"):
+        validate_round_config({"training": {"nproc_per_node": 2}})
+    with pytest.raises(BoltInputError, match="lora"):
+        validate_round_config({"training": {"launcher": "torchrun", "parallelism": "fsdp",
+                                            "lora": {"rank": 4}}})
+    with pytest.raises(BoltInputError, match="execution.executor"):
+        validate_round_config({"execution": {"executor": "dask"}})
+    assert RoundConfig().execution.executor == "local" and RoundConfig().sampling.shards == 1
