@@ -24,16 +24,12 @@ from bolt_tasks.core.storage import write_text_atomic
 class LocalShards:
     """Shards run in turn, in this process."""
 
-    executor = "local"
-
     def map(self, task, calls: list[dict], gpus: float = 0) -> list:
         return [task(**call) for call in calls]
 
 
 class RayShards:
     """Shards submitted together as Ray tasks (prefect-ray's RayTaskRunner); results in order."""
-
-    executor = "ray"
 
     def __init__(self, execution: ExecutionConfig, runner):
         self.execution = execution
