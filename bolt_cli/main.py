@@ -113,6 +113,7 @@ def command_serve(args: argparse.Namespace) -> int:
     serve_deployments(
         runs_dir=args.runs_dir, round_config=config, refresh_cron=args.refresh_cron,
         refresh_interval_seconds=args.refresh_interval, refresh_active=args.refresh_active,
+        refresh_timezone=args.refresh_timezone,
     )
     return 0
 
@@ -179,7 +180,10 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--refresh-interval", type=float,
                        help="bolt-refresh schedule as an interval in seconds, instead of cron")
     serve.add_argument("--refresh-active", action="store_true",
-                       help="start with the schedule on (default: off until switched on in the UI)")
+                       help="create the schedule switched on (default: off until switched on in the "
+                       "UI); once the deployment exists, the state on the server is kept")
+    serve.add_argument("--refresh-timezone", default="UTC",
+                       help="time zone of the cron schedule (IANA name, default UTC; shown in the UI)")
     serve.set_defaults(handler=command_serve)
     bootstrap = commands.add_parser("bootstrap", help="build the embedded reference policy")
     add_config_arguments(bootstrap)

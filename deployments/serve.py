@@ -4,8 +4,14 @@
     bolt-refresh   on a schedule: each run adds refreshed rounds to pipeline <pipeline>-refresh
                    (core/catalogue.refresh_pipeline_name, as for `bolt refresh`); the schedule
                    is shipped inactive, so nothing runs until you switch it on in the UI
-                   (or pass --refresh-active)
+                   (or pass --refresh-active); once the deployment exists, the state set in
+                   the UI is kept across restarts of `bolt serve`
     bolt-frontier, bolt-experiment-e1/e2/e5   on demand
+
+bolt-round and bolt-refresh run one flow run at a time; a run triggered while another holds the
+slot waits in the queue (Prefect's ENQUEUE collision strategy) instead of failing on the
+pipeline lock. Stopping `bolt serve` does not pause the deployments (a schedule switched on
+stays on; its runs wait for the next `bolt serve`).
 
 Run with `bolt serve` (PREFECT_API_URL must point at a server; see README).
 """
@@ -13,6 +19,12 @@ Run with `bolt serve` (PREFECT_API_URL must point at a server; see README).
 from __future__ import annotations
 
 from prefect import serve
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import (
+    ConcurrencyLimitConfig,
+    ConcurrencyLimitStrategy,
+)
+from prefect.exceptions import ObjectNotFound
 from prefect.schedules import Cron, Interval
 
 from bolt_tasks.core.catalogue import RunsDirectory
@@ -28,31 +40,51 @@ from flows.refresh import bolt_refresh
 from flows.round import bolt_round
 
 DEFAULT_REFRESH_CRON = "0 3 * * *"  # daily at 03:00
+DEFAULT_TIMEZONE = "UTC"
+REFRESH_DEPLOYMENT = "bolt-refresh/bolt-refresh"
+ONE_AT_A_TIME = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
+
+
+def schedule_state_on_server(deployment: str) -> bool | None:
+    """Whether the served deployment's first schedule is active on the server (None: the
+    deployment or its schedule does not exist yet)."""
+    with get_client(sync_client=True) as client:
+        try:
+            found = client.read_deployment_by_name(deployment)
+        except ObjectNotFound:
+            return None
+    return found.schedules[0].active if found.schedules else None
 
 
 def build_deployments(
     runs_dir: str, round_config: RoundConfig | None = None, refresh_cron: str = DEFAULT_REFRESH_CRON,
     refresh_interval_seconds: float | None = None, refresh_active: bool = False,
+    refresh_timezone: str = DEFAULT_TIMEZONE, keep_schedule_state: bool = True,
 ) -> list:
+    """The deployments; `refresh_active` is the refresh schedule's state when it is first
+    created: afterwards the state on the server (what a user set in the UI) is kept."""
     runs_dir = str(RunsDirectory.at(runs_dir))
     round_config = round_config or RoundConfig()
+    existing = schedule_state_on_server(REFRESH_DEPLOYMENT) if keep_schedule_state else None
+    active = refresh_active if existing is None else existing
     schedule = (
-        Interval(refresh_interval_seconds, active=refresh_active)
-        if refresh_interval_seconds else Cron(refresh_cron, active=refresh_active)
+        Interval(refresh_interval_seconds, active=active, timezone=refresh_timezone)
+        if refresh_interval_seconds else Cron(refresh_cron, active=active, timezone=refresh_timezone)
     )
     return [
         bolt_round.to_deployment(
-            name="bolt-round", tags=["bolt"],
+            name="bolt-round", tags=["bolt"], concurrency_limit=ONE_AT_A_TIME,
             parameters={"config": round_config.model_dump(mode="json"), "runs_dir": runs_dir},
             description="One BOLT round: sample from pi_ref, score, weight in SQL, weighted SFT, "
             "evaluate. On demand.",
         ),
         bolt_refresh.to_deployment(
-            name="bolt-refresh", tags=["bolt"], schedules=[schedule],
+            name="bolt-refresh", tags=["bolt"], schedules=[schedule], concurrency_limit=ONE_AT_A_TIME,
             parameters={"config": RefreshConfig(round=round_config).model_dump(mode="json"),
                         "runs_dir": runs_dir},
-            description="Adds refreshed rounds (KL mirror descent) to a pipeline on a schedule. "
-            "The schedule ships inactive: turn it on in the UI.",
+            description="Adds refreshed rounds (KL mirror descent) to a pipeline on a schedule "
+            f"({refresh_timezone}). The schedule ships inactive: turn it on in the UI; that "
+            "state survives restarts of bolt serve. One run at a time: an overlapping run waits.",
         ),
         bolt_frontier.to_deployment(name="bolt-frontier", tags=["bolt"],
                                     parameters={"runs_dir": runs_dir}),
@@ -68,4 +100,5 @@ def build_deployments(
 
 
 def serve_deployments(**options) -> None:
-    serve(*build_deployments(**options))
+    # pause_on_shutdown=False: stopping the server of the flows must not switch schedules off
+    serve(*build_deployments(**options), pause_on_shutdown=False)

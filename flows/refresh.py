@@ -19,6 +19,7 @@ from bolt_tasks.stages.lineage import (
     rounds_to_run,
     start_parent_run_task,
 )
+from bolt_tasks.stages.round_report import report_rounds_task
 from flows.round import round_stages
 
 
@@ -32,7 +33,7 @@ def bolt_refresh(config: RefreshConfig = RefreshConfig(), runs_dir: str = "runs"
         completed = pipeline.completed_rounds()
         last = rounds_to_run(completed, config.add_rounds, config.until_round)
         first_new = completed[-1] + 1 if completed else 0
-        parent = start_parent_run_task(base.pipeline, runs, first_new, last)
+        parent = start_parent_run_task(base.pipeline, runs, first_new, last, config.model_dump(mode="json"))
         reference = sampler = previous_run = None
         summaries = []
         with parent_run_failed_on_error(runs, parent):
@@ -44,4 +45,5 @@ def bolt_refresh(config: RefreshConfig = RefreshConfig(), runs_dir: str = "runs"
                 previous_run = summary.mlflow_run_id
                 summaries.append(summary)
             plot = finish_parent_run_task(parent, summaries, pipeline, runs)
+            report_rounds_task(summaries)
     return RefreshResult(parent_run_id=parent, rounds=summaries, plot=plot)

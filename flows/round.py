@@ -27,6 +27,7 @@ from bolt_tasks.stages.round_directory import (
     check_round_task,
     claim_round_task,
 )
+from bolt_tasks.stages.round_report import report_round_task
 from bolt_tasks.stages.round_tracking import log_round_task
 from bolt_tasks.stages.summary import summarize_task
 from bolt_tasks.stages.verifiers import score_task
@@ -56,8 +57,11 @@ def round_rollouts(
     config = with_resolved_backend(config)
     round_dir = runs.round(config.pipeline, config.round)
 
-    def cached(task):
-        return stored_in(task, round_dir.directory)
+    def cached(task, what: str = ""):
+        """The stage's task, cached in the round directory, its runs named by stage, round
+        and what it works on (a policy, a shard)."""
+        name = f"{task.name}-round-{config.round}{what}"
+        return stored_in(task, round_dir.directory).with_options(task_run_name=name)
 
     check_round_task(config, round_dir)
     check_inputs_task(config, runs)
@@ -68,7 +72,8 @@ def round_rollouts(
     with ShardRunners(config.execution, runs.root) if shards is None else nullcontext(shards) as shards:
         plan = prompt_shards(prompts, "train", config.sampling, config.sampling.batch_size,
                              config.sampling.samples_per_prompt)
-        rollout_parts = shards.map(cached(sample_task), [
+        per_shard = "-{shard.name}" if len(plan) > 1 else ""  # filled in by Prefect from the task's shard
+        rollout_parts = shards.map(cached(sample_task, f"-pi_{config.round}{per_shard}"), [
             dict(prompts=prompts, sampler=sampler, reference=reference, sampling=config.sampling,
                  task=config.task, round_index=config.round, out_path=path, shard=shard)
             for shard, path in zip(plan, shard_paths(round_dir, "rollouts", plan))
@@ -94,8 +99,11 @@ def round_stages(
     config = with_resolved_backend(config)
     round_dir = runs.round(config.pipeline, config.round)
 
-    def cached(task):
-        return stored_in(task, round_dir.directory)
+    def cached(task, what: str = ""):
+        """The stage's task, cached in the round directory, its runs named by stage, round
+        and what it works on (a policy, a shard)."""
+        name = f"{task.name}-round-{config.round}{what}"
+        return stored_in(task, round_dir.directory).with_options(task_run_name=name)
 
     with ShardRunners(config.execution, runs.root) as shards:
         scored = round_rollouts(config, runs, reference, sampler, shards)
@@ -110,8 +118,10 @@ def round_stages(
         plan = prompt_shards(scored.prompts, "heldout", config.sampling, config.evaluation.batch_size,
                              config.evaluation.samples_per_prompt)
         evaluations = {}
-        for name, model in (("reference", scored.reference), ("policy", policy)):
-            parts = shards.map(cached(evaluate_task), [
+        for name, model, label in (("reference", scored.reference, "pi_ref"),
+                                   ("policy", policy, f"pi_{config.round + 1}")):
+            per_shard = "-{shard.name}" if len(plan) > 1 else ""
+            parts = shards.map(cached(evaluate_task, f"-{label}{per_shard}"), [
                 dict(prompts=scored.prompts, model=model, reference=scored.reference,
                      evaluation=config.evaluation, task=config.task, out_path=out_path,
                      samples_path=samples_path, stop=config.sampling.stop, shard=shard)
@@ -134,4 +144,5 @@ def round_stages(
     tracking_uri = runs.tracking_uri()
     run_id = cached(log_round_task)(config, summary, runs, tracking_uri, parent_run_id, previous_run_id)
     summary = summary.model_copy(update={"mlflow_run_id": run_id, "tracking_uri": tracking_uri})
+    report_round_task(summary)
     return summary, policy, scored.reference

@@ -103,7 +103,17 @@ def test_triggered_round_completes_and_is_tracked(served):
     runs = client.search_runs([experiment.experiment_id])
     assert [r.data.tags["bolt.round"] for r in runs] == ["0"]
     assert runs[0].data.metrics["policy_accuracy"] == pytest.approx(summary["policy_accuracy"])
-    assert runs[0].data.tags["prefect.flow_run_id"]
+    flow_run = runs[0].data.tags["prefect.flow_run_id"]
+    artifacts = prefect_api(served["env"], f"""
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from uuid import UUID
+found = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[UUID("{flow_run}")])))
+print(json.dumps([[a.type, a.key, a.data] for a in found]))
+""")
+    markdown = [data for kind, key, data in artifacts if kind == "markdown" and key == "bolt-served-round-0"]
+    assert len(markdown) == 1, artifacts
+    assert f"| accuracy, temperature 1 | {summary['ref_accuracy']:.3f} | {summary['policy_accuracy']:.3f} |" in markdown[0]
+    assert runs[0].info.run_id in markdown[0]
 
 
 @pytest.mark.slow
@@ -131,3 +141,83 @@ def test_sigterm_stops_serve_and_the_flow_runs_it_started(served):
     left = [" ".join(p.cmdline()) for p in session_processes(serving.pid)]
     assert not left, (f"left 40 s after SIGTERM: {left}; started: {started}; serve log: "
                       + (served["home"] / "serve.log").read_text()[-3000:])
+
+
+def prefect_api(env, code: str):
+    """Run `code` (using `client`, a sync Prefect client) against the test's server; its JSON."""
+    script = ("import json\nfrom prefect.client.orchestration import get_client\n"
+              "with get_client(sync_client=True) as client:\n"
+              + "".join(f"    {line}\n" for line in code.strip().splitlines()))
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+REFRESH_SCHEDULE = """
+deployment = client.read_deployment_by_name("bolt-refresh/bolt-refresh")
+print(json.dumps({"paused": deployment.paused, "active": deployment.schedules[0].active,
+                  "timezone": deployment.schedules[0].schedule.timezone,
+                  "id": str(deployment.id), "schedule": str(deployment.schedules[0].id)}))
+"""
+
+
+def set_refresh_schedule(env, active: bool) -> None:
+    found = prefect_api(env, REFRESH_SCHEDULE)
+    prefect_api(env, f"""
+from uuid import UUID
+client.update_deployment_schedule(UUID("{found['id']}"), UUID("{found['schedule']}"), active={active})
+print("true")
+""")
+
+
+def start_serving(served, *options):
+    log = open(served["home"] / "serve-again.log", "a")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bolt_cli", "serve", "--runs-dir", str(served["runs"]),
+         "--pipeline", "served", *TINY, "--refresh-interval", "3600", *options],
+        env=served["env"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    wait_for(lambda: "Your deployments are being served" in (served["home"] / "serve-again.log").read_text(),
+             120, "bolt serve to serve again")
+    return process
+
+
+@pytest.mark.slow
+def test_schedule_state_survives_restarts_and_overlapping_runs_wait(served):
+    env = served["env"]
+    # after the SIGTERM of the test above: nothing was paused on the way out
+    state = prefect_api(env, REFRESH_SCHEDULE)
+    assert state["paused"] is False and state["active"] is True and state["timezone"] == "UTC"
+    set_refresh_schedule(env, False)  # the user switches it off in the UI
+    serving = start_serving(served, "--refresh-active")  # the flag sets only the initial state
+    try:
+        assert prefect_api(env, REFRESH_SCHEDULE)["active"] is False
+    finally:
+        stop(serving)
+    (served["home"] / "serve-again.log").write_text("")
+    set_refresh_schedule(env, True)  # and on again
+    serving = start_serving(served)
+    try:
+        assert prefect_api(env, REFRESH_SCHEDULE)["active"] is True
+        set_refresh_schedule(env, False)  # no scheduled runs while two triggered ones overlap
+        runs = [prefect_api(env, """
+from prefect.deployments import run_deployment
+run = run_deployment("bolt-refresh/bolt-refresh", timeout=0)
+print(json.dumps(str(run.id)))
+""") for _ in range(2)]
+
+        def final_states():
+            return prefect_api(env, f"""
+from uuid import UUID
+runs = [client.read_flow_run(UUID(i)) for i in {runs!r}]
+print(json.dumps([[r.state.type.value, r.state.name, str(r.start_time), str(r.end_time)] for r in runs]))
+""")
+
+        wait_for(lambda: all(s[0] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") for s in final_states()),
+                 600, "both refresh runs to finish")
+        states = final_states()
+        assert [s[0] for s in states] == ["COMPLETED", "COMPLETED"], states
+        first, second = sorted(states, key=lambda s: s[2])
+        assert second[2] >= first[3], states  # the second waited for the first, then ran
+    finally:
+        stop(serving)

@@ -56,6 +56,13 @@ def test_refresh_lineage_and_continuation(tmp_path):
     newest = client.get_model_version_by_alias("bolt-default-refresh", "newest")
     assert newest.run_id == children[-1].info.run_id
     assert any(a.path == "rounds.png" for a in client.list_artifacts(parents[0].info.run_id))
+    # the parent carries its configuration; a round's figures sit at step = round, as on the parent
+    assert {p.data.params["add_rounds"] for p in parents} == {"1"}
+    assert all("round.weighting.beta" in p.data.params for p in parents)
+    for child in children:
+        history = client.get_metric_history(child.info.run_id, "policy_accuracy")
+        assert [m.step for m in history] == [int(child.data.tags["bolt.round"])]
+        assert "beta" not in child.data.metrics and "round" not in child.data.metrics
 
 
 def test_second_invocation_of_a_pipeline_is_refused(tmp_path):

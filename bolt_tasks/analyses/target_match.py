@@ -104,7 +104,11 @@ def shift_plot(summary: pa.Table, out_path: Path) -> Path:
         panel.plot([0, top], [0, top], color="grey", linestyle=":", label="1/beta (pi*)")
         for i, scheme in enumerate(dict.fromkeys(r["scheme"] for r in split_rows)):
             points = sorted((1 / r["target_beta"], r[column]) for r in split_rows
-                            if r["scheme"] == scheme)
+                            if r["scheme"] == scheme and r[column] is not None)
+            if not points:  # no prompt where the shift is defined (e.g. none with 0 < p < 1)
+                panel.annotate(f"{scheme}: not measurable", (0.02, 0.93 - 0.07 * i),
+                               xycoords="axes fraction", fontsize=8, color=f"C{i}")
+                continue
             x, y = zip(*points)
             if max(y) > top:
                 panel.annotate(f"{scheme}: {np.median(y):.1f} (off scale)", (0.02, 0.93 - 0.07 * i),
@@ -152,6 +156,10 @@ def error_plot(summary: pa.Table, out_path: Path) -> Path:
     return out_path
 
 
+def _shift(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def verdicts(summary: pa.Table, tolerance: float = 0.25) -> list[str]:
     """Each fit against its own beta's target (beta-free schemes against every beta)."""
     rows = summary.to_pylist()
@@ -160,16 +168,18 @@ def verdicts(summary: pa.Table, tolerance: float = 0.25) -> list[str]:
         if r["split"] != "train" or r["fit_beta"] not in (None, r["target_beta"]):
             continue
         expected = 1 / r["target_beta"]
-        relative = (r["median_shift_vs_stored"] - expected) / expected
         held = next(h for h in rows if h["split"] == "heldout" and h["scheme"] == r["scheme"]
                     and h["fit_beta"] == r["fit_beta"] and h["target_beta"] == r["target_beta"])
-        lines.append(
-            f"- {r['scheme']}, beta={r['target_beta']:g}: median shift vs stored samples "
-            f"{r['median_shift_vs_stored']:.3f}, vs pi_ref {r['median_shift_vs_ref']:.3f}, "
-            f"held-out vs pi_ref {held['median_shift_vs_ref']:.3f}; 1/beta = {expected:.3f} "
-            f"(relative error {100 * relative:+.1f}%: "
-            f"{'within' if abs(relative) <= tolerance else 'outside'} {100 * tolerance:.0f}%)"
-        )
+        head = (f"- {r['scheme']}, beta={r['target_beta']:g}: median shift vs stored samples "
+                f"{_shift(r['median_shift_vs_stored'])}, vs pi_ref {_shift(r['median_shift_vs_ref'])}, "
+                f"held-out vs pi_ref {_shift(held['median_shift_vs_ref'])}; 1/beta = {expected:.3f} ")
+        if r["median_shift_vs_stored"] is None:
+            lines.append(head + "(not measurable: no training prompt's samples hold both a success "
+                         "and a failure)")
+            continue
+        relative = (r["median_shift_vs_stored"] - expected) / expected
+        lines.append(head + f"(relative error {100 * relative:+.1f}%: "
+                     f"{'within' if abs(relative) <= tolerance else 'outside'} {100 * tolerance:.0f}%)")
     return lines
 
 

@@ -16,7 +16,12 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 from bolt_tasks.core.catalogue import PipelineDirectory, RunsDirectory  # noqa: E402
 from bolt_tasks.core.results import RoundSummary  # noqa: E402
 from bolt_tasks.core.storage import save_figure_atomic, write_text_atomic  # noqa: E402
-from bolt_tasks.core.tracking import experiment_id, failed_unless_finished, mlflow_client  # noqa: E402
+from bolt_tasks.core.tracking import (  # noqa: E402
+    experiment_id,
+    failed_unless_finished,
+    log_params_and_metrics,
+    mlflow_client,
+)
 
 BY_ROUND = ("policy_accuracy", "target_accuracy", "kl", "projection_gap", "target_error",
             "coverage", "mean_ess_fraction")
@@ -30,7 +35,10 @@ def rounds_to_run(completed: list[int], add_rounds: int, until_round: int | None
 
 
 @task(name="start-parent-run", cache_policy=NO_CACHE)
-def start_parent_run_task(pipeline: str, runs: RunsDirectory, first_round: int, last_round: int) -> str:
+def start_parent_run_task(pipeline: str, runs: RunsDirectory, first_round: int, last_round: int,
+                          params: dict | None = None) -> str:
+    """The invocation's MLflow run, with its configuration (`params`: add_rounds, the rounds'
+    eta and alpha, ...) as params."""
     from prefect.runtime import flow_run
 
     client = mlflow_client(runs)
@@ -40,6 +48,7 @@ def start_parent_run_task(pipeline: str, runs: RunsDirectory, first_round: int, 
         tags={"bolt.pipeline": pipeline, "bolt.kind": "refresh",
               "prefect.flow_run_id": flow_run.id or ""},
     )
+    log_params_and_metrics(client, run.info.run_id, params or {}, [])
     return run.info.run_id
 
 
@@ -52,7 +61,7 @@ def parent_run_failed_on_error(runs: RunsDirectory, parent_run_id: str):
 
 def rounds_plot(summaries: list[RoundSummary], out_path) -> None:
     rounds = [s.round for s in summaries]
-    figure, (accuracy, divergence) = plt.subplots(1, 2, figsize=(11, 4))
+    figure, (accuracy, divergence) = plt.subplots(1, 2, figsize=(11, 5))
     accuracy.plot(rounds, [s.policy_accuracy for s in summaries], "o-", label="pi_(k+1) held-out accuracy")
     accuracy.plot(rounds, [s.target_accuracy for s in summaries], "k--", label="target p* accuracy")
     accuracy.axhline(summaries[0].ref_accuracy, color="grey", linestyle=":", label="pi_ref")
@@ -64,7 +73,8 @@ def rounds_plot(summaries: list[RoundSummary], out_path) -> None:
         axes.set_xlabel("round k")
         axes.set_xticks(rounds)
         axes.grid(alpha=0.3)
-        axes.legend(fontsize=8)
+        # below the axes: inside, the legend covered the pi_ref line
+        axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     figure.suptitle(f"refreshed rounds of '{summaries[0].pipeline}'", fontsize=10)
     figure.tight_layout()
     save_figure_atomic(figure, out_path, dpi=110)

@@ -23,6 +23,9 @@ from bolt_tasks.core.tracking import (
 )
 
 
+CONFIGURATION_IN_SUMMARY = ("beta", "round")
+
+
 def log_round(
     config: RoundConfig, summary: RoundSummary, runs: RunsDirectory, flow_run_id: str | None = None,
     parent_run_id: str | None = None, previous_run_id: str | None = None,
@@ -49,7 +52,11 @@ def log_round(
     run_id = run.info.run_id
     with failed_unless_finished(client, run_id):
         now = int(time.time() * 1000)
-        metrics = numeric_metrics(flatten("", summary.model_dump(mode="json")), now, 0)
+        # The configuration is in the params; the round is each metric's step, so a refresh's
+        # rounds line up with its parent run's metrics by round.
+        figures = {k: v for k, v in flatten("", summary.model_dump(mode="json")).items()
+                   if k not in CONFIGURATION_IN_SUMMARY}
+        metrics = numeric_metrics(figures, now, config.round)
         for row in pq.read_table(round_dir.table("train_log")).to_pylist():
             metrics += [
                 Metric(f"train.{name}", float(row[name]), now, int(row["step"]))
