@@ -12,6 +12,7 @@ from prefect import flow
 
 from bolt_tasks.core.catalogue import RunsDirectory
 from bolt_tasks.core.config import RefreshConfig
+from bolt_tasks.core.executors import ShardRunners
 from bolt_tasks.core.results import RefreshResult
 from bolt_tasks.stages.lineage import (
     finish_parent_run_task,
@@ -36,11 +37,12 @@ def bolt_refresh(config: RefreshConfig = RefreshConfig(), runs_dir: str = "runs"
         parent = start_parent_run_task(base.pipeline, runs, first_new, last, config.model_dump(mode="json"))
         reference = sampler = previous_run = None
         summaries = []
-        with parent_run_failed_on_error(runs, parent):
+        # one executor (one Ray connection) for all the rounds
+        with parent_run_failed_on_error(runs, parent), ShardRunners(base.execution, runs.root) as shards:
             for k in range(last + 1):
                 summary, sampler, reference = round_stages(
                     base.model_copy(update={"round": k}), runs, reference, sampler,
-                    parent_run_id=parent, previous_run_id=previous_run,
+                    parent_run_id=parent, previous_run_id=previous_run, shards=shards,
                 )
                 previous_run = summary.mlflow_run_id
                 summaries.append(summary)

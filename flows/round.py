@@ -90,12 +90,13 @@ def round_rollouts(
 def round_stages(
     config: RoundConfig, runs: RunsDirectory, reference: ModelRef | None = None,
     sampler: ModelRef | None = None, parent_run_id: str | None = None,
-    previous_run_id: str | None = None,
+    previous_run_id: str | None = None, shards: LocalShards | RayShards | None = None,
 ) -> tuple[RoundSummary, ModelRef, ModelRef]:
     """The stages of round k: sample from `sampler` (pi_k; pi_ref when None), weight, fit a
     policy starting from the sampler, evaluate it. Without `reference`, pi_ref is bootstrapped
     after the prompts are read, so a bad prompt file stops the round before anything is built.
-    Returns (summary, fitted policy, reference)."""
+    Sharded stages run on `shards` (the round's executor when None). Returns (summary, fitted
+    policy, reference)."""
     config = with_resolved_backend(config)
     round_dir = runs.round(config.pipeline, config.round)
 
@@ -105,7 +106,7 @@ def round_stages(
         name = f"{task.name}-round-{config.round}{what}"
         return stored_in(task, round_dir.directory).with_options(task_run_name=name)
 
-    with ShardRunners(config.execution, runs.root) as shards:
+    with ShardRunners(config.execution, runs.root) if shards is None else nullcontext(shards) as shards:
         scored = round_rollouts(config, runs, reference, sampler, shards)
         weights, prompt_stats = cached(weights_task)(
             scored.rollouts, scored.rewards, config.weighting, round_dir.table("weights"),
