@@ -11,7 +11,7 @@ from contextlib import nullcontext
 from prefect import flow
 
 from bolt_tasks.core.caching import stored_in
-from bolt_tasks.core.catalogue import RunsDirectory
+from bolt_tasks.core.catalogue import RoundDirectory, RunsDirectory
 from bolt_tasks.core.config import RoundConfig
 from bolt_tasks.core.executors import LocalShards, RayShards, ShardRunners
 from bolt_tasks.core.results import RoundOutputs, RoundRollouts, RoundSummary
@@ -36,6 +36,13 @@ from flows.bootstrap import bootstrap_reference
 from flows.sharding import gathered, prompt_shards, shard_paths
 
 
+def round_task(task, round_dir: RoundDirectory, round_index: int, what: str = ""):
+    """The stage's task, cached in the round directory, its runs named by stage, round and
+    what it works on (a policy, a shard)."""
+    name = f"{task.name}-round-{round_index}{what}"
+    return stored_in(task, round_dir.directory).with_options(task_run_name=name)
+
+
 @flow(name="bolt-round")
 def bolt_round(config: RoundConfig = RoundConfig(), runs_dir: str = "runs") -> RoundSummary:
     """Sample N responses per prompt from pi_ref, score them, weight them by exp(r/beta)/Zhat(x)
@@ -58,10 +65,7 @@ def round_rollouts(
     round_dir = runs.round(config.pipeline, config.round)
 
     def cached(task, what: str = ""):
-        """The stage's task, cached in the round directory, its runs named by stage, round
-        and what it works on (a policy, a shard)."""
-        name = f"{task.name}-round-{config.round}{what}"
-        return stored_in(task, round_dir.directory).with_options(task_run_name=name)
+        return round_task(task, round_dir, config.round, what)
 
     check_round_task(config, round_dir)
     check_inputs_task(config, runs)
@@ -101,10 +105,7 @@ def round_stages(
     round_dir = runs.round(config.pipeline, config.round)
 
     def cached(task, what: str = ""):
-        """The stage's task, cached in the round directory, its runs named by stage, round
-        and what it works on (a policy, a shard)."""
-        name = f"{task.name}-round-{config.round}{what}"
-        return stored_in(task, round_dir.directory).with_options(task_run_name=name)
+        return round_task(task, round_dir, config.round, what)
 
     with ShardRunners(config.execution, runs.root) if shards is None else nullcontext(shards) as shards:
         scored = round_rollouts(config, runs, reference, sampler, shards)

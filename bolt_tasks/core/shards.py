@@ -38,8 +38,9 @@ class Shard:
         """What tells this shard's log files apart from its siblings' ("" for a single shard)."""
         return "" if self.count == 1 else f"-{self.name}"
 
-    def select(self, rows: list):
-        return rows[self.start : self.stop]
+    def of(self, table):
+        """This shard's rows of a table (or list) in the split's prompt order."""
+        return table[self.start : self.stop]
 
 
 def plan_shards(prompts: int, shards: int = 1, prompts_per_shard: int | None = None,

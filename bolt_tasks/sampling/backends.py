@@ -18,7 +18,7 @@ from bolt_tasks.core.config import EvaluationConfig, RoundConfig, SamplingConfig
 from bolt_tasks.policy.logprobs import response_logprobs
 from bolt_tasks.policy.modeling import load_policy
 from bolt_tasks.sampling.decode import Generations, generate
-from bolt_tasks.sampling.seeds import prompt_seeds, row_seeds
+from bolt_tasks.sampling.seeds import positional_seeds, row_seeds
 from bolt_tasks.sampling.vllm_backend import require_vllm_python, run_job, vllm_python
 from bolt_tasks.sampling.vllm_worker import split
 
@@ -110,7 +110,7 @@ def rows_per_batch(batch_size: int, samples_per_prompt: int) -> int:
 
 
 def seeds_or_default(seeds: list[int] | None, sampling: SamplingConfig, prompt_ids) -> list[int]:
-    return seeds if seeds is not None else prompt_seeds(sampling.seed, [str(i) for i in range(len(prompt_ids))])
+    return seeds if seeds is not None else positional_seeds(sampling.seed, len(prompt_ids))
 
 
 def generations(result: dict[str, np.ndarray]) -> Generations:

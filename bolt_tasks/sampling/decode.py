@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from bolt_tasks.core.progress import track
-from bolt_tasks.sampling.seeds import prompt_seeds
+from bolt_tasks.sampling.seeds import positional_seeds
 
 
 @dataclass
@@ -149,7 +149,7 @@ def generate(
     for the importance correction; for greedy decoding it is taken at temperature 1. `seed`: one
     per row (sampling/seeds.py), or one for the call, each row's then derived from its position.
     """
-    seeds = seed if isinstance(seed, list) else prompt_seeds(seed, [str(i) for i in range(len(prompts))])
+    seeds = seed if isinstance(seed, list) else positional_seeds(seed, len(prompts))
     stopped = stop_checker(tokenizer, list(stop))
     token_ids, logprobs, reasons = [], [], []
     starts = range(0, len(prompts), batch_size)

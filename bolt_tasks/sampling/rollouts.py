@@ -50,7 +50,7 @@ def sample_rollouts(
     sampler = sampler_for(sampling)
     train = prompts.filter(pc.equal(prompts["split"], "train"))
     if shard is not None:
-        train = train.slice(shard.start, shard.stop - shard.start)
+        train = shard.of(train)
     tokenizer = load_tokenizer(sampler_model)
     n = sampling.samples_per_prompt
     prompt_texts, prompt_ids = render_task_prompts(tokenizer, train, task)

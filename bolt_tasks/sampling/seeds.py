@@ -20,6 +20,11 @@ def prompt_seeds(seed: int, prompt_keys: list[str]) -> list[int]:
     return [prompt_seed(seed, str(key)) for key in prompt_keys]
 
 
+def positional_seeds(seed: int, count: int) -> list[int]:
+    """Seeds of `count` prompts known only by their position (no prompt ids at hand)."""
+    return prompt_seeds(seed, [str(i) for i in range(count)])
+
+
 def row_seeds(seeds: list[int], samples_per_prompt: int) -> list[int]:
     """Seeds of the prompt-major rows: samples_per_prompt per prompt, s + 0 .. s + n - 1."""
     return [seed + j for seed in seeds for j in range(samples_per_prompt)]

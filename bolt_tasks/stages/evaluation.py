@@ -55,7 +55,7 @@ def evaluate_policy(
     response the verifier could not score is never a success."""
     heldout = prompts.filter(pc.equal(prompts["split"], "heldout"))
     if shard is not None:
-        heldout = heldout.slice(shard.start, shard.stop - shard.start)
+        heldout = shard.of(heldout)
     seeds = prompt_seeds(evaluation.seed, heldout["prompt_id"].to_pylist())
     tokenizer = load_tokenizer(model_path)
     m = evaluation.samples_per_prompt
