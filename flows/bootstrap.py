@@ -8,12 +8,8 @@ from bolt_tasks.core.caching import stored_in
 from bolt_tasks.core.catalogue import RunsDirectory
 from bolt_tasks.core.config import ReferenceConfig, TaskConfig
 from bolt_tasks.core.storage import ModelRef, file_digest
-from bolt_tasks.stages.model_sources import (
-    convert_reference_task,
-    converted_dir,
-    gguf_file,
-    resolve_model_task,
-)
+from bolt_tasks.policy.model_files import converted_dir, gguf_file
+from bolt_tasks.stages.model_sources import convert_reference_task, resolve_model_task
 from bolt_tasks.stages.reference import bootstrap_reference_task, embedded_reference_dir
 
 

@@ -34,6 +34,8 @@ def test_a_refreshed_round_samples_the_merged_lora_policy(runs, backend, tmp_pat
     result = bolt("refresh", "--runs-dir", str(runs), "--pipeline", f"real-{backend}", "--until-round", "1",
                   *TINY_REAL, "--set", f"sampling.backend={backend}", cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # Checking a model's inputs must not import Prefect before bolt's own server is up.
+    assert "prefect - Starting temporary server" not in result.stdout + result.stderr
     [converted] = (runs / "reference").glob("converted-smollm2-135m-instruct-*")
     pipeline = runs / f"real-{backend}-refresh"
     round0, round1 = pipeline / "round-0", pipeline / "round-1"

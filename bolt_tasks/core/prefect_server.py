@@ -4,8 +4,9 @@ Prefect would start the same server itself (a uvicorn subprocess serving
 prefect.server.api.server:create_app), but only an atexit hook stops it: a `bolt` command
 killed by SIGKILL, or by a library that calls os._exit, would leave it running with its port and
 ~200 MB. Started here, the server is this process's child with the kernel's parent-death signal
-set (Linux), so it goes down with this process whatever ends it. Call start() before Prefect is
-imported: Prefect reads PREFECT_API_URL once.
+set (Linux), so it goes down with this process whatever ends it. Prefect reads PREFECT_API_URL
+when it is imported: imported before start() (a user's verifier module may import it), it would
+start a second temporary server of its own unless its settings are read again.
 """
 
 from __future__ import annotations
@@ -78,4 +79,6 @@ def start(log=print) -> str | None:
     os.environ["PREFECT_API_URL"] = api_url
     # It serves no UI: no "View at <url>" lines pointing at pages that do not exist.
     os.environ.setdefault("PREFECT_UI_URL", "")
+    if "prefect.context" in sys.modules:
+        sys.modules["prefect.context"].refresh_global_settings_context()
     return api_url

@@ -33,7 +33,7 @@ def reference_encoder(reference: ReferenceConfig) -> tuple[Encoder, dict, int | 
     from transformers import AutoConfig, AutoTokenizer
 
     from bolt_tasks.policy.modeling import load_tokenizer
-    from bolt_tasks.stages.model_sources import gguf_file
+    from bolt_tasks.policy.model_files import gguf_file
 
     gguf = gguf_file(reference.model)
     try:
