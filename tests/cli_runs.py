@@ -16,6 +16,12 @@ def bolt(*args, log=None, env=None, cwd=None, **popen):
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd, **popen)
 
 
+def own_server_env() -> dict[str, str]:
+    """The environment of a command that must start its own temporary Prefect server, as on a
+    user's laptop, rather than use the test session's shared one."""
+    return {name: value for name, value in os.environ.items() if name != "PREFECT_API_URL"}
+
+
 def finished_states(output: str, task: str) -> list[str]:
     """The final states Prefect logged for the runs of `task`, e.g. ['Cached(type=COMPLETED)']."""
     return [line.split("Finished in state ")[1].strip() for line in output.splitlines()

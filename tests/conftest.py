@@ -15,6 +15,17 @@ from bolt_tasks.stages.reference import build_model  # noqa: E402
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_prefect_server():
+    """One Prefect server for the session, in this process and every `bolt` command the tests
+    start (they inherit PREFECT_API_URL): each command would otherwise start a temporary server
+    of its own, 5-25 s apiece. Tests of the temporary server itself run their commands with
+    cli_runs.own_server_env(). The server stops with this process."""
+    from bolt_tasks.core import prefect_server
+
+    prefect_server.start(log=lambda line: None)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """An untrained embedded-architecture policy: random weights make non-trivial log-probs."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_runs import bolt
+from cli_runs import bolt, own_server_env
 
 pytestmark = pytest.mark.usefixtures("no_process_left")
 
@@ -117,7 +117,7 @@ def test_bad_input_is_one_line_before_anything_starts(tmp_path, case):
     command = "refresh" if case.startswith("refresh") else "run"
     if "--runs-dir" not in arguments:
         arguments += ["--runs-dir", str(tmp_path / "runs")]
-    result = bolt(command, *arguments, cwd=tmp_path)
+    result = bolt(command, *arguments, cwd=tmp_path, env=own_server_env())
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2, result.stdout + result.stderr
     assert 1 <= len(lines) <= 3 and lines[0].startswith("error: "), lines

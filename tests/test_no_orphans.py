@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_runs import bolt, session_processes
+from cli_runs import bolt, own_server_env, session_processes
 
 TINY = ["--set", "reference.steps=3000", "--set", "reference.batch_size=32",
         "--train-prompts", "16", "--set", "task.heldout_prompts=8",
@@ -24,7 +24,8 @@ def stop_midway(tmp_path: Path, args: list[str], ready, signum: int) -> tuple[st
     runs = tmp_path / "runs"
     log_path = tmp_path / "bolt.log"
     with open(log_path, "w") as log:
-        process = bolt(*args, "--runs-dir", str(runs), log=log, cwd=tmp_path, start_new_session=True)
+        process = bolt(*args, "--runs-dir", str(runs), log=log, cwd=tmp_path, start_new_session=True,
+                       env=own_server_env())
         try:
             deadline = time.time() + 300
             while True:

@@ -4,6 +4,8 @@ was imported before it started (a user's verifier module may import Prefect)."""
 import subprocess
 import sys
 
+from cli_runs import own_server_env
+
 SCRIPT = """
 from bolt_tasks.core.runtime import configure_environment
 configure_environment()
@@ -19,9 +21,8 @@ flow(lambda: 1, name="probe")()
 
 
 def test_prefect_imported_before_the_server_starts_uses_that_server():
-    env = {key: value for key, value in __import__("os").environ.items() if key != "PREFECT_API_URL"}
     result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
-                            timeout=300, env=env)
+                            timeout=300, env=own_server_env())
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "Starting temporary Prefect server" in output

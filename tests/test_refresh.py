@@ -86,8 +86,8 @@ def uninterrupted(tmp_path_factory):
 def kill_when(runs: Path, ready, log_path: Path):
     """Start the 3-round refresh, SIGKILL it as soon as ready(round-2 dir) holds."""
     with open(log_path, "w") as log:
-        # Its own process group: the kill takes Prefect's temporary server down with it, as a
-        # machine crash would, and leaves nothing running.
+        # Its own process group: the kill takes everything it started down with it, as a machine
+        # crash would, and leaves nothing running.
         process = bolt("refresh", "--runs-dir", str(runs), "--until-round", "2", *CRASHABLE,
                        log=log, start_new_session=True)
         round2 = runs / "default-refresh" / "round-2"
