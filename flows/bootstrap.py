@@ -13,15 +13,10 @@ from bolt_tasks.stages.model_sources import convert_reference_task, resolve_mode
 from bolt_tasks.stages.reference import bootstrap_reference_task, embedded_reference_dir
 
 
-@flow(name="bolt-bootstrap")
-def bootstrap_reference(
-    reference: ReferenceConfig = ReferenceConfig(),
-    task: TaskConfig = TaskConfig(),
-    runs_dir: str = "runs",
-) -> ModelRef:
-    """The user's model if one is named (a GGUF checkpoint converted once into an ordinary
-    folder); otherwise build (or reuse) the embedded policy."""
-    runs = RunsDirectory.at(runs_dir)
+def reference_policy(reference: ReferenceConfig, task: TaskConfig, runs: RunsDirectory) -> ModelRef:
+    """The stages that give pi_ref, run in the calling flow (a round's own log and task list then
+    show the bootstrap's progress): the user's model if one is named (a GGUF checkpoint
+    converted once into an ordinary folder); otherwise the embedded policy, built or reused."""
     if reference.model:
         gguf = gguf_file(reference.model)
         if gguf is None:
@@ -33,3 +28,13 @@ def bootstrap_reference(
     return stored_in(bootstrap_reference_task, out_dir.parent)(
         reference, task.seed, task.heldout_prompts, str(out_dir)
     )
+
+
+@flow(name="bolt-bootstrap")
+def bootstrap_reference(
+    reference: ReferenceConfig = ReferenceConfig(),
+    task: TaskConfig = TaskConfig(),
+    runs_dir: str = "runs",
+) -> ModelRef:
+    """Build (or reuse) pi_ref alone, as `bolt bootstrap` does before serving deployments."""
+    return reference_policy(reference, task, RunsDirectory.at(runs_dir))

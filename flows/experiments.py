@@ -28,7 +28,7 @@ from bolt_tasks.policy.train_stage import train_task
 from bolt_tasks.stages.evaluation import evaluate_task, sample_logprobs_task
 from bolt_tasks.stages.weights import weights_task
 from flows.refresh import bolt_refresh
-from flows.round import bolt_round, round_rollouts
+from flows.round import bolt_round, round_inputs, round_rollouts
 
 
 @flow(name="bolt-experiment-e1")
@@ -44,7 +44,7 @@ def experiment_target_match(
         return stored_in(task, directory)
 
     with runs.pipeline(data.pipeline).lock():
-        scored = round_rollouts(data, runs)
+        scored = round_rollouts(data, runs, round_inputs(data, runs))
         prompts, reference, rollouts = scored.prompts, scored.reference, scored.rollouts
         reference_probs = cached(answer_probability_task)(
             prompts, reference, round_dir.table("reference_answer_probability"))

@@ -15,7 +15,7 @@ from bolt_tasks.core.catalogue import RoundDirectory, RunsDirectory
 from bolt_tasks.core.config import RoundConfig
 from bolt_tasks.core.executors import LocalShards, RayShards, ShardRunners
 from bolt_tasks.core.results import RoundOutputs, RoundRollouts, RoundSummary
-from bolt_tasks.core.storage import ModelRef
+from bolt_tasks.core.storage import ModelRef, TableRef
 from bolt_tasks.policy.train_stage import train_task
 from bolt_tasks.sampling.backends import sampling_gpus, with_resolved_backend
 from bolt_tasks.sampling.rollouts import sample_task
@@ -28,11 +28,17 @@ from bolt_tasks.stages.round_directory import (
     claim_round_task,
 )
 from bolt_tasks.stages.round_report import report_round_task
-from bolt_tasks.stages.round_tracking import log_round_task
+from bolt_tasks.stages.round_tracking import (
+    close_round_run_task,
+    log_round_task,
+    log_training_curve_task,
+    open_round_run_task,
+    round_run_failed_on_error,
+)
 from bolt_tasks.stages.summary import summarize_task
 from bolt_tasks.stages.verifiers import score_task
 from bolt_tasks.stages.weights import weights_task
-from flows.bootstrap import bootstrap_reference
+from flows.bootstrap import reference_policy
 from flows.sharding import gathered, prompt_shards, shard_paths
 
 
@@ -53,25 +59,31 @@ def bolt_round(config: RoundConfig = RoundConfig(), runs_dir: str = "runs") -> R
     return summary
 
 
+def round_inputs(config: RoundConfig, runs: RunsDirectory) -> TableRef:
+    """Check the round's inputs and read its prompts, then claim its directory: a bad prompt
+    file or verifier stops the round before anything is claimed or built."""
+    config = with_resolved_backend(config)
+    round_dir = runs.round(config.pipeline, config.round)
+    check_round_task(config, round_dir)
+    check_inputs_task(config, runs)
+    prompts = round_task(prompts_task, round_dir, config.round)(config.task, round_dir.table("prompts"))
+    claim_round_task(config, round_dir)
+    return prompts
+
+
 def round_rollouts(
-    config: RoundConfig, runs: RunsDirectory, reference: ModelRef | None = None,
+    config: RoundConfig, runs: RunsDirectory, prompts: TableRef, reference: ModelRef | None = None,
     sampler: ModelRef | None = None, shards: LocalShards | RayShards | None = None,
 ) -> RoundRollouts:
-    """A round's scored rollouts: check the inputs and read the prompts before the round
-    directory is claimed and pi_ref is built (a bad prompt file or verifier stops the round
-    first), sample from `sampler` (pi_ref when None), score; shard by shard on `shards` (the
-    round's executor when None)."""
+    """A round's scored rollouts: build pi_ref (unless given), sample from `sampler` (pi_ref when
+    None), score; shard by shard on `shards` (the round's executor when None)."""
     config = with_resolved_backend(config)
     round_dir = runs.round(config.pipeline, config.round)
 
     def cached(task, what: str = ""):
         return round_task(task, round_dir, config.round, what)
 
-    check_round_task(config, round_dir)
-    check_inputs_task(config, runs)
-    prompts = cached(prompts_task)(config.task, round_dir.table("prompts"))
-    claim_round_task(config, round_dir)
-    reference = reference or bootstrap_reference(config.reference, config.task, str(runs))
+    reference = reference or reference_policy(config.reference, config.task, runs)
     sampler = sampler or reference
     with ShardRunners(config.execution, runs.root) if shards is None else nullcontext(shards) as shards:
         plan = prompt_shards(prompts, "train", config.sampling, config.sampling.batch_size,
@@ -99,16 +111,29 @@ def round_stages(
     """The stages of round k: sample from `sampler` (pi_k; pi_ref when None), weight, fit a
     policy starting from the sampler, evaluate it. Without `reference`, pi_ref is bootstrapped
     after the prompts are read, so a bad prompt file stops the round before anything is built.
-    Sharded stages run on `shards` (the round's executor when None). Returns (summary, fitted
-    policy, reference)."""
+    The round's MLflow run is open from then until the round ends. Sharded stages run on
+    `shards` (the round's executor when None). Returns (summary, fitted policy, reference)."""
     config = with_resolved_backend(config)
+    prompts = round_inputs(config, runs)
+    run_id = open_round_run_task(config, runs, runs.round(config.pipeline, config.round),
+                                 parent_run_id, previous_run_id)
+    with round_run_failed_on_error(runs, run_id):
+        summary, policy, reference = _round_stages(config, runs, prompts, run_id, reference, sampler, shards)
+        close_round_run_task(runs, run_id)
+    return summary, policy, reference
+
+
+def _round_stages(
+    config: RoundConfig, runs: RunsDirectory, prompts: TableRef, run_id: str,
+    reference: ModelRef | None, sampler: ModelRef | None, shards: LocalShards | RayShards | None,
+) -> tuple[RoundSummary, ModelRef, ModelRef]:
     round_dir = runs.round(config.pipeline, config.round)
 
     def cached(task, what: str = ""):
         return round_task(task, round_dir, config.round, what)
 
     with ShardRunners(config.execution, runs.root) if shards is None else nullcontext(shards) as shards:
-        scored = round_rollouts(config, runs, reference, sampler, shards)
+        scored = round_rollouts(config, runs, prompts, reference, sampler, shards)
         weights, prompt_stats = cached(weights_task)(
             scored.rollouts, scored.rewards, config.weighting, round_dir.table("weights"),
             round_dir.table("prompt_stats"),
@@ -117,6 +142,7 @@ def round_stages(
             scored.rollouts, weights, scored.sampler, config.training, round_dir.policy,
             round_dir.table("train_log"),
         )
+        log_training_curve_task(runs, run_id, train_log)
         plan = prompt_shards(scored.prompts, "heldout", config.sampling, config.evaluation.batch_size,
                              config.evaluation.samples_per_prompt)
         evaluations = {}
@@ -143,8 +169,7 @@ def round_stages(
     outputs = RoundOutputs(scored, weights, prompt_stats, policy, train_log, reference_eval,
                            policy_eval, policy_logprobs, evaluation)
     summary = cached(summarize_task)(config, outputs, round_dir)
-    tracking_uri = runs.tracking_uri()
-    run_id = cached(log_round_task)(config, summary, runs, tracking_uri, parent_run_id, previous_run_id)
-    summary = summary.model_copy(update={"mlflow_run_id": run_id, "tracking_uri": tracking_uri})
+    cached(log_round_task)(config, summary, runs, run_id)
+    summary = summary.model_copy(update={"mlflow_run_id": run_id, "tracking_uri": runs.tracking_uri()})
     report_round_task(summary)
     return summary, policy, scored.reference

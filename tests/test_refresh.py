@@ -1,5 +1,6 @@
 """Refreshed rounds: lineage in MLflow, continuing a pipeline, the lock, and crash safety."""
 
+import json
 import os
 import signal
 import time
@@ -34,7 +35,10 @@ def test_refresh_lineage_and_continuation(tmp_path):
     assert (round1["sampler_logprob"].to_numpy() != round1["reference_logprob"].to_numpy()).any()
 
     assert main(["refresh", "--runs-dir", runs, *TINY]) == 0  # adds round 2
-    assert (tmp_path / "default-refresh" / "round-2" / "summary.json").exists()
+    bootstrap_seconds = [
+        json.loads((tmp_path / "default-refresh" / f"round-{k}" / "summary.json").read_text())
+        ["stage_seconds"]["bootstrap"] for k in range(3)]
+    assert bootstrap_seconds[0] > 0 and bootstrap_seconds[1:] == [0, 0]  # built once, in round 0
 
     client = mlflow.MlflowClient(RunsDirectory.at(runs).tracking_uri())
     experiment = client.get_experiment_by_name("bolt-default-refresh").experiment_id

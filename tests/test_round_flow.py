@@ -20,7 +20,7 @@ TINY = {
 
 
 @pytest.mark.slow
-def test_round_runs_caches_and_tracks(tmp_path, capsys):
+def test_round_runs_caches_and_tracks(tmp_path, capsys, monkeypatch):
     import mlflow
 
     from flows.round import bolt_round
@@ -50,8 +50,16 @@ def test_round_runs_caches_and_tracks(tmp_path, capsys):
         [mlflow.MlflowClient(summary.tracking_uri).get_experiment_by_name("bolt-tiny").experiment_id]
     )
     assert [r.info.run_id for r in runs] == [summary.mlflow_run_id]
+    # no stray "Default" experiment with artifacts under the working directory
+    experiments = mlflow.MlflowClient(summary.tracking_uri).search_experiments()
+    assert [e.name for e in experiments] == ["bolt-tiny"]
+    assert experiments[0].artifact_location.startswith(tmp_path.as_uri())
     run = runs[0]
     assert run.data.params["weighting.beta"] == "0.5"
+    # open while the round ran: from before the first rollout was written to after the summary
+    assert run.info.status == "FINISHED"
+    assert run.info.start_time / 1000 < (round_dir / "rollouts.parquet").stat().st_mtime
+    assert run.info.end_time / 1000 > (round_dir / "summary.json").stat().st_mtime
     assert run.data.metrics["policy_accuracy"] == pytest.approx(saved["policy_accuracy"])
     history = mlflow.MlflowClient(summary.tracking_uri).get_metric_history(run.info.run_id, "train.loss")
     assert len(history) == len(pq.read_table(round_dir / "train_log.parquet"))
@@ -74,6 +82,15 @@ def test_round_runs_caches_and_tracks(tmp_path, capsys):
     other = bolt_round(config=changed.model_copy(update={"pipeline": "tiny-beta1"}), runs_dir=str(tmp_path))
     assert other.mlflow_run_id != summary.mlflow_run_id
     assert other.beta == 1.0 and other.round_dir.endswith("tiny-beta1/round-0")
+
+    # The registered policy is an MLflow model that generates, through pyfunc and its flavor.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", summary.tracking_uri)
+    generator = mlflow.pyfunc.load_model("models:/bolt-tiny@newest")
+    assert generator.metadata.flavors["transformers"]["task"] == "text-generation"
+    [text] = generator.predict(["12+34="])
+    assert text.startswith("12+34=") and len(text) > len("12+34=")
+    pipeline = mlflow.transformers.load_model("models:/bolt-tiny@newest")
+    assert pipeline("12+34=", do_sample=False)[0]["generated_text"].startswith("12+34=")
 
 
 @pytest.mark.slow

@@ -79,12 +79,12 @@ class StageSource(CachePolicy):
         return hash_objects(code_sources(task_ctx.task.fn.__module__), raise_on_failure=True)
 
 
-def with_seconds(result, seconds: float):
-    """The stage's result with `seconds` set on every TableRef/ModelRef in it."""
+def with_seconds(result, seconds: float, finished_at: float):
+    """The stage's result with `seconds` and `finished_at` set on every TableRef/ModelRef in it."""
     if isinstance(result, (TableRef, ModelRef)):
-        return dataclasses.replace(result, seconds=round(seconds, 3))
+        return dataclasses.replace(result, seconds=round(seconds, 3), finished_at=finished_at)
     if isinstance(result, tuple):
-        return tuple(with_seconds(item, seconds) for item in result)
+        return tuple(with_seconds(item, seconds, finished_at) for item in result)
     return result
 
 
@@ -100,7 +100,7 @@ def stage(name: str, extra_policy: CachePolicy | None = None, ignore_inputs: tup
         def timed(*args, **kwargs):
             start = time.perf_counter()
             result = function(*args, **kwargs)
-            return with_seconds(result, time.perf_counter() - start)
+            return with_seconds(result, time.perf_counter() - start, time.time())
 
         return task(name=name, cache_policy=policy, persist_result=True)(timed)
 

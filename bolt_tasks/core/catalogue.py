@@ -62,6 +62,14 @@ class RoundDirectory:
     def loss_png(self) -> Path:
         return self.directory / "loss.png"
 
+    @property
+    def weights_png(self) -> Path:
+        return self.directory / "weights.png"
+
+    @property
+    def plots(self) -> list[Path]:
+        return [self.success_rates_png, self.loss_png, self.weights_png]
+
     def vllm_log(self, job: str) -> Path:
         return self.directory / f"vllm-{job}.log"
 

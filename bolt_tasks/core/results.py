@@ -45,7 +45,8 @@ class _Record(BaseModel):
 
 
 class StageSeconds(_Record):
-    """Wall-clock seconds each stage took when it ran (a cached stage keeps its first time)."""
+    """Wall-clock seconds each stage took when it ran for this round (a cached stage keeps its
+    first time; pi_ref reused from an earlier round or another pipeline counts 0)."""
 
     prompts: float
     bootstrap: float

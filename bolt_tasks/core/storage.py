@@ -3,7 +3,8 @@ reader or a crash never sees half a file), and stage outputs are content-address
 
 A stage returns a TableRef or ModelRef (path plus content digest). Prefect caches on task
 inputs, so the digest makes a downstream stage's cache key change whenever an upstream
-output's content does. `seconds` is the stage's wall-clock time (set by core/caching.stage).
+output's content does. `seconds` is the stage's wall-clock time and `finished_at` when it ended
+(Unix time), both set by core/caching.stage and neither part of the content.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class TableRef:
     path: str
     digest: str
     seconds: float = 0.0
+    finished_at: float = 0.0
 
     def read(self) -> pa.Table:
         return pq.read_table(self.path)
@@ -36,6 +38,7 @@ class ModelRef:
     path: str
     digest: str
     seconds: float = 0.0
+    finished_at: float = 0.0
 
 
 def file_digest(path: str | Path) -> str:

@@ -28,10 +28,24 @@ def mlflow_client(runs: RunsDirectory):
     with open(runs.mlflow_store_lock, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
+            if uri == f"sqlite:///{runs.mlflow_store}" and not runs.mlflow_store.exists():
+                _create_store(uri, runs)
             # The constructor already opens the store, and with it runs the migration.
             return mlflow.MlflowClient(uri)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _create_store(uri: str, runs: RunsDirectory) -> None:
+    """A new store whose every artifact lives under runs/mlartifacts. MLflow creates a "Default"
+    experiment in every store, with artifacts under ./mlruns of whatever directory the first
+    command ran in; BOLT never logs there, so it is created with BOLT's artifact root and
+    deleted (the UI hides it; `mlflow experiments restore --experiment-id 0` brings it back)."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    store = SqlAlchemyStore(uri, runs.mlflow_artifacts.as_uri())
+    store.delete_experiment(store.DEFAULT_EXPERIMENT_ID)
+    store.engine.dispose()
 
 
 def flatten(prefix: str, value) -> dict[str, object]:

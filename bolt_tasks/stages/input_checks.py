@@ -32,8 +32,8 @@ def reference_encoder(reference: ReferenceConfig) -> tuple[Encoder, dict, int | 
                 backend.get_vocab(), EMBEDDED_CONTEXT)
     from transformers import AutoConfig, AutoTokenizer
 
-    from bolt_tasks.policy.modeling import load_tokenizer
     from bolt_tasks.policy.model_files import gguf_file
+    from bolt_tasks.policy.modeling import load_tokenizer
 
     gguf = gguf_file(reference.model)
     try:

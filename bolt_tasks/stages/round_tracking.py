@@ -1,17 +1,23 @@
-"""A round's MLflow run: every config value as a param, the summary as metrics, the loss curve
-by step, the registry's tables and the plots as artifacts, rollouts and weights as dataset
-inputs, and the policy as a version of the pipeline's registered model."""
+"""A round's MLflow run, open while the round runs: every config value as a param from the start,
+the loss curve by step when training ends, then the summary as metrics, the registry's tables
+and the plots as artifacts, rollouts and weights as dataset inputs, and the policy as an MLflow
+model (transformers flavor) registered as a version of the pipeline's model."""
 
 from __future__ import annotations
 
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from bolt_tasks.core.caching import stage
 from bolt_tasks.core.catalogue import RoundDirectory, RunsDirectory
 from bolt_tasks.core.config import RoundConfig
 from bolt_tasks.core.results import RoundSummary
+from bolt_tasks.core.storage import TableRef
 from bolt_tasks.core.tables import MLFLOW_TABLES, ROLLOUTS, WEIGHTS
 from bolt_tasks.core.tracking import (
     experiment_id,
@@ -21,58 +27,96 @@ from bolt_tasks.core.tracking import (
     mlflow_client,
     numeric_metrics,
 )
-
+from bolt_tasks.stages.mlflow_model import log_policy_model
 
 CONFIGURATION_IN_SUMMARY = ("beta", "round")
+UI_TABLE_ROWS = 500
 
 
-def log_round(
-    config: RoundConfig, summary: RoundSummary, runs: RunsDirectory, flow_run_id: str | None = None,
+def _existing_run(client, experiment: str, config: RoundConfig, round_dir: str):
+    """The newest run opened for this round directory (pipeline names cannot hold quotes;
+    directories can, so they are compared here rather than in the filter)."""
+    found = client.search_runs(
+        [experiment], order_by=["attributes.start_time DESC"],
+        filter_string=f"tags.`bolt.pipeline` = '{config.pipeline}' and tags.`bolt.round` = '{config.round}'")
+    return next((run for run in found if run.data.tags.get("bolt.round_dir") == round_dir), None)
+
+
+def open_round_run(
+    config: RoundConfig, runs: RunsDirectory, round_dir: RoundDirectory, flow_run_id: str | None = None,
     parent_run_id: str | None = None, previous_run_id: str | None = None,
 ) -> str:
-    """Log a finished round as one MLflow run (a child of parent_run_id when given)."""
-    import pyarrow.parquet as pq
-    from mlflow.entities import Metric
-
-    round_dir = RoundDirectory(Path(summary.round_dir))
+    """The round's MLflow run, opened when the round starts: RUNNING, its configuration as params
+    (a child of parent_run_id when given). A round that an earlier invocation began (stopped,
+    crashed, failed) continues the run that invocation opened, back to RUNNING; a round that
+    already finished keeps its FINISHED run untouched."""
     client = mlflow_client(runs)
+    experiment = experiment_id(client, f"bolt-{config.pipeline}", runs)
+    earlier = _existing_run(client, experiment, config, str(round_dir.directory))
+    if earlier is not None:
+        if earlier.info.status != "FINISHED":
+            client.update_run(earlier.info.run_id, status="RUNNING")
+        return earlier.info.run_id
     run = client.create_run(
-        experiment_id(client, f"bolt-{config.pipeline}", runs),
+        experiment,
         run_name=f"{config.pipeline}/round-{config.round}",
         tags={
             "bolt.pipeline": config.pipeline,
             "bolt.round": str(config.round),
-            "bolt.sampler_model": summary.sampler,
-            "bolt.reference_model": summary.reference,
             "bolt.previous_round_run_id": previous_run_id or "",
-            "bolt.round_dir": summary.round_dir,
+            "bolt.round_dir": str(round_dir.directory),
             "prefect.flow_run_id": flow_run_id or "",
         } | ({"mlflow.parentRunId": parent_run_id} if parent_run_id else {}),
     )
-    run_id = run.info.run_id
-    with failed_unless_finished(client, run_id):
-        now = int(time.time() * 1000)
-        # The configuration is in the params; the round is each metric's step, so a refresh's
-        # rounds line up with its parent run's metrics by round.
-        figures = {k: v for k, v in flatten("", summary.model_dump(mode="json")).items()
-                   if k not in CONFIGURATION_IN_SUMMARY}
-        metrics = numeric_metrics(figures, now, config.round)
-        for row in pq.read_table(round_dir.table("train_log")).to_pylist():
-            metrics += [
-                Metric(f"train.{name}", float(row[name]), now, int(row["step"]))
-                for name in ("loss", "grad_norm", "learning_rate")
-            ]
-        log_params_and_metrics(client, run_id, config.model_dump(mode="json"), metrics)
-        for spec in MLFLOW_TABLES:
-            client.log_artifact(run_id, round_dir.table(spec.name), "tables")
-        for path in (round_dir.config_json, round_dir.summary_json, round_dir.success_rates_png,
-                     round_dir.loss_png):
-            client.log_artifact(run_id, str(path))
-        client.log_artifacts(run_id, summary.policy, "policy")
-        _log_datasets(client, run_id, round_dir)
-        _register_policy(client, run_id, f"bolt-{config.pipeline}")
-    client.set_terminated(run_id)
-    return run_id
+    with failed_unless_finished(client, run.info.run_id):
+        log_params_and_metrics(client, run.info.run_id, config.model_dump(mode="json"), [])
+    return run.info.run_id
+
+
+def log_training_curve(runs: RunsDirectory, run_id: str, train_log: str) -> None:
+    """Loss, gradient norm and learning rate by optimizer step, as soon as training ends."""
+    import pyarrow.parquet as pq
+    from mlflow.entities import Metric
+
+    client = mlflow_client(runs)
+    now = int(time.time() * 1000)
+    metrics = [Metric(f"train.{name}", float(row[name]), now, int(row["step"]))
+               for row in pq.read_table(train_log).to_pylist()
+               for name in ("loss", "grad_norm", "learning_rate")]
+    log_params_and_metrics(client, run_id, {}, metrics)
+
+
+def log_round(config: RoundConfig, summary: RoundSummary, runs: RunsDirectory, run_id: str) -> None:
+    """A finished round's figures, tables, plots, datasets and policy into its open run."""
+    round_dir = RoundDirectory(Path(summary.round_dir))
+    client = mlflow_client(runs)
+    client.set_tag(run_id, "bolt.sampler_model", summary.sampler)
+    client.set_tag(run_id, "bolt.reference_model", summary.reference)
+    now = int(time.time() * 1000)
+    # The configuration is in the params; the round is each metric's step, so a refresh's
+    # rounds line up with its parent run's metrics by round.
+    figures = {k: v for k, v in flatten("", summary.model_dump(mode="json")).items()
+               if k not in CONFIGURATION_IN_SUMMARY}
+    log_params_and_metrics(client, run_id, {}, numeric_metrics(figures, now, config.round))
+    _log_tables(client, run_id, round_dir)
+    for path in (round_dir.config_json, round_dir.summary_json, *round_dir.plots):
+        client.log_artifact(run_id, str(path))
+    log_policy_model(client, run_id, summary.policy, config.evaluation.max_new_tokens)
+    _log_datasets(client, run_id, round_dir)
+    _register_policy(client, run_id, f"bolt-{config.pipeline}")
+
+
+def _log_tables(client, run_id: str, round_dir: RoundDirectory) -> None:
+    """The registry's MLflow tables as Parquet (the source of truth), and those small enough to
+    read in the UI also as MLflow JSON tables, which its artifact view shows as a grid."""
+    import pyarrow.parquet as pq
+
+    for spec in MLFLOW_TABLES:
+        path = round_dir.table(spec.name)
+        client.log_artifact(run_id, path, "tables")
+        table = pq.read_table(path)
+        if table.num_rows <= UI_TABLE_ROWS:
+            client.log_table(run_id, table.to_pandas(), f"tables/{spec.name}.json")
 
 
 def _log_datasets(client, run_id: str, round_dir: RoundDirectory) -> None:
@@ -110,13 +154,39 @@ def _register_policy(client, run_id: str, model_name: str) -> None:
     client.set_registered_model_alias(model_name, "newest", version.version)
 
 
-@stage("log-to-mlflow", ignore_inputs=("parent_run_id",))
-def log_round_task(
-    config: RoundConfig, summary: RoundSummary, runs: RunsDirectory, tracking_uri: str,
+@task(name="open-mlflow-run", cache_policy=NO_CACHE)
+def open_round_run_task(
+    config: RoundConfig, runs: RunsDirectory, round_dir: RoundDirectory,
     parent_run_id: str | None = None, previous_run_id: str | None = None,
 ) -> str:
-    """`tracking_uri` (the resolved store) is an input so a new store gets its own run. The
-    parent run is not: a round logged under an earlier invocation's parent stays logged."""
     from prefect.runtime import flow_run
 
-    return log_round(config, summary, runs, flow_run.id, parent_run_id, previous_run_id)
+    return open_round_run(config, runs, round_dir, flow_run.id, parent_run_id, previous_run_id)
+
+
+@stage("log-training-curve")
+def log_training_curve_task(runs: RunsDirectory, run_id: str, train_log: TableRef) -> None:
+    """Cached on the run and the curve: a resumed round logs a curve once."""
+    log_training_curve(runs, run_id, train_log.path)
+
+
+@stage("log-to-mlflow")
+def log_round_task(config: RoundConfig, summary: RoundSummary, runs: RunsDirectory, run_id: str) -> str:
+    """Cached on the run it logs into: a round logged once is not logged again, and a new
+    store (another run id) gets everything."""
+    log_round(config, summary, runs, run_id)
+    return run_id
+
+
+@task(name="close-mlflow-run", cache_policy=NO_CACHE)
+def close_round_run_task(runs: RunsDirectory, run_id: str) -> None:
+    client = mlflow_client(runs)
+    if client.get_run(run_id).info.status != "FINISHED":
+        client.set_terminated(run_id, "FINISHED")
+
+
+@contextmanager
+def round_run_failed_on_error(runs: RunsDirectory, run_id: str):
+    """The round's run ends FAILED if a stage fails or the round is stopped."""
+    with failed_unless_finished(mlflow_client(runs), run_id):
+        yield

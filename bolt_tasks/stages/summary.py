@@ -9,7 +9,7 @@ from bolt_tasks.core.duck import connect, sql_text, view
 from bolt_tasks.core.results import RoundOutputs, RoundSummary, StageSeconds, TrainingDataFigures
 from bolt_tasks.core.storage import write_text_atomic
 from bolt_tasks.stages.comparison import heldout_summary
-from bolt_tasks.stages.round_plots import loss_plot, success_rate_plot
+from bolt_tasks.stages.round_plots import loss_plot, success_rate_plot, weights_plot
 from bolt_tasks.stages.weights import summarize_prompt_stats
 
 
@@ -23,9 +23,13 @@ def training_data_summary(outputs: RoundOutputs) -> TrainingDataFigures:
 
 
 def stage_seconds(outputs: RoundOutputs) -> StageSeconds:
+    """Each stage's time in this round. pi_ref built before this round's prompts were read was
+    built for an earlier round or another pipeline and reused here: 0 s."""
+    reference = outputs.scored.reference
+    built_here = reference.finished_at >= outputs.scored.prompts.finished_at
     return StageSeconds(
         prompts=outputs.scored.prompts.seconds,
-        bootstrap=outputs.scored.reference.seconds,
+        bootstrap=reference.seconds if built_here else 0.0,
         sampling=outputs.scored.rollouts.seconds,
         scoring=outputs.scored.rewards.seconds,
         weights=outputs.weights.seconds,
@@ -52,6 +56,7 @@ def summarize_round(config: RoundConfig, outputs: RoundOutputs, round_dir: Round
     )
     success_rate_plot(outputs.eval.path, beta, round_dir.success_rates_png)
     loss_plot(outputs.train_log.path, round_dir.loss_png)
+    weights_plot(outputs.weights.path, outputs.prompt_stats.path, outputs.eval.path, round_dir.weights_png)
     write_text_atomic(summary.model_dump_json(indent=2), round_dir.summary_json)
     return summary
 
