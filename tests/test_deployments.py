@@ -114,6 +114,14 @@ print(json.dumps([[a.type, a.key, a.data] for a in found]))
     assert len(markdown) == 1, artifacts
     assert f"| accuracy, temperature 1 | {summary['ref_accuracy']:.3f} | {summary['policy_accuracy']:.3f} |" in markdown[0]
     assert runs[0].info.run_id in markdown[0]
+    # the round's registered policy is an MLflow model that loads and generates
+    script = ("import mlflow; mlflow.set_tracking_uri(%r); "
+              "print(mlflow.pyfunc.load_model('models:/bolt-served@newest').predict(['12+34='])[0])"
+              % RunsDirectory.at(served["runs"]).tracking_uri())
+    generated = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert generated.returncode == 0, generated.stderr[-3000:]
+    text = generated.stdout.strip().splitlines()[-1]
+    assert text.startswith("12+34=") and len(text) > len("12+34="), generated.stdout
 
 
 @pytest.mark.slow

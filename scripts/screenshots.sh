@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# What a user sees, photographed by a real headless browser: a `bolt run` against a Prefect
+# server, then the flow run's page and its markdown artifact in the Prefect UI, and the round's
+# run, its plots and its model in the MLflow UI. Writes docs/screenshots/*.png.
+# Needs Chromium from Debian's packages: apt-get install chromium.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=docs/screenshots
+work=$(mktemp -d)
+mkdir -p "$out"
+export PREFECT_HOME=$work/prefect PREFECT_API_URL=http://127.0.0.1:4310/api
+export PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=true
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
+
+wait_for() {  # URL: until it answers (3 minutes at most)
+  for _ in $(seq 180); do curl -sf "$1" > /dev/null && return 0; sleep 1; done
+  echo "no answer from $1" >&2; return 1
+}
+
+.venv/bin/prefect server start --host 127.0.0.1 --port 4310 > "$work/prefect.log" 2>&1 &
+pids+=($!)
+wait_for http://127.0.0.1:4310/api/health
+.venv/bin/bolt run --runs-dir "$work/runs" --pipeline default
+.venv/bin/mlflow ui --backend-store-uri "sqlite:///$work/runs/mlflow.db" --host 127.0.0.1 --port 5310 \
+  > "$work/mlflow.log" 2>&1 &
+pids+=($!)
+wait_for http://127.0.0.1:5310/health
+
+read -r flow_run artifact experiment run < <(.venv/bin/python - "$work/runs" <<'PY'
+import asyncio, json, sys
+from pathlib import Path
+import mlflow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+summary = json.loads((Path(sys.argv[1]) / "default" / "round-0" / "summary.json").read_text())
+run = mlflow.MlflowClient(summary["tracking_uri"]).get_run(summary["mlflow_run_id"])
+
+async def artifact_id():
+    async with get_client() as client:
+        found = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["bolt-default-round-0"])))
+        return found[0].id
+
+print(run.data.tags["prefect.flow_run_id"], asyncio.run(artifact_id()), run.info.experiment_id,
+      run.info.run_id)
+PY
+)
+
+shoot() {  # NAME URL
+  chromium --headless=new --no-sandbox --disable-gpu --hide-scrollbars --window-size=1440,1000 \
+    --virtual-time-budget=20000 --screenshot="$out/$1.png" "$2" 2> /dev/null
+  echo "$out/$1.png <- $2"
+}
+shoot prefect-flow-run "http://127.0.0.1:4310/runs/flow-run/$flow_run"
+shoot prefect-artifact "http://127.0.0.1:4310/artifacts/artifact/$artifact"
+shoot mlflow-run "http://127.0.0.1:5310/#/experiments/$experiment/runs/$run"
+shoot mlflow-metrics "http://127.0.0.1:5310/#/experiments/$experiment/runs/$run/model-metrics"
+shoot mlflow-weights-plot "http://127.0.0.1:5310/#/experiments/$experiment/runs/$run/artifacts/weights.png"
+shoot mlflow-model "http://127.0.0.1:5310/#/experiments/$experiment/runs/$run/artifacts/policy/MLmodel"
