@@ -142,7 +142,7 @@ def _round_stages(
             scored.rollouts, weights, scored.sampler, config.training, round_dir.policy,
             round_dir.table("train_log"),
         )
-        log_training_curve_task(runs, run_id, train_log)
+        cached(log_training_curve_task)(runs, run_id, train_log)
         plan = prompt_shards(scored.prompts, "heldout", config.sampling, config.evaluation.batch_size,
                              config.evaluation.samples_per_prompt)
         evaluations = {}
