@@ -1,7 +1,9 @@
 """A `bolt` command told to stop (SIGTERM, or Ctrl-C's SIGINT) takes every process it started
 with it: Prefect's temporary API server, the vLLM worker. Checked on the real process tree: the
 command runs in a session of its own and the signal goes to its main process only, as `kill PID`
-does; after 10 s nothing of that session may be left."""
+does; after 30 s nothing of that session may be left (the command drains Prefect's log queue and
+stops its server, up to 5 s, before it exits; one CI run on this 2-core machine took over 10 s
+after a SIGINT, which a local run never did)."""
 
 import os
 import signal
@@ -12,6 +14,7 @@ import pytest
 
 from cli_runs import bolt, own_server_env, session_processes
 
+GRACE_SECONDS = 30
 TINY = ["--set", "reference.steps=3000", "--set", "reference.batch_size=32",
         "--train-prompts", "16", "--set", "task.heldout_prompts=8",
         "--set", "evaluation.samples_per_prompt=8", "--samples-per-prompt", "2"]
@@ -37,11 +40,11 @@ def stop_midway(tmp_path: Path, args: list[str], ready, signum: int) -> tuple[st
                 time.sleep(0.1)
             started = [" ".join(p.cmdline()) for p in session_processes(process.pid)]
             os.kill(process.pid, signum)
-            deadline = time.time() + 10
+            deadline = time.time() + GRACE_SECONDS
             while session_processes(process.pid) and time.time() < deadline:
                 time.sleep(0.2)
             left = [(p.pid, p.cmdline()) for p in session_processes(process.pid)]
-            assert not left, f"left running 10 s after the signal: {left}; it had started {started}"
+            assert not left, f"left running {GRACE_SECONDS} s after the signal: {left}; it had started {started}"
             assert process.wait(5) != 0
         finally:
             if process.poll() is None or session_processes(process.pid):
