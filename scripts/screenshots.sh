@@ -28,14 +28,14 @@ pids+=($!)
 wait_for http://127.0.0.1:5310/health
 
 read -r flow_run artifact experiment run < <(.venv/bin/python - "$work/runs" <<'PY'
-import asyncio, json, sys
+import asyncio, sys
 from pathlib import Path
 import mlflow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-summary = json.loads((Path(sys.argv[1]) / "default" / "round-0" / "summary.json").read_text())
-run = mlflow.MlflowClient(summary["tracking_uri"]).get_run(summary["mlflow_run_id"])
+client = mlflow.MlflowClient(f"sqlite:///{Path(sys.argv[1]) / 'mlflow.db'}")
+[run] = client.search_runs([client.get_experiment_by_name("bolt-default").experiment_id])
 
 async def artifact_id():
     async with get_client() as client:

@@ -31,8 +31,11 @@ def runs(tmp_path_factory):
 
 @pytest.mark.parametrize("backend", ["transformers", pytest.param("vllm", marks=pytest.mark.vllm)])
 def test_a_refreshed_round_samples_the_merged_lora_policy(runs, backend, tmp_path):
+    # Held-out evaluation stays on transformers: the vLLM evaluation path has its own round test
+    # (test_vllm_sampler.py), and each vLLM job here starts an engine for the 135M model.
     result = bolt("refresh", "--runs-dir", str(runs), "--pipeline", f"real-{backend}", "--until-round", "1",
-                  *TINY_REAL, "--set", f"sampling.backend={backend}", cwd=tmp_path)
+                  *TINY_REAL, "--set", f"sampling.backend={backend}",
+                  "--set", "evaluation.backend=transformers", cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     # Checking a model's inputs must not import Prefect before bolt's own server is up.
     assert "prefect - Starting temporary server" not in result.stdout + result.stderr
