@@ -145,3 +145,10 @@ def test_sigkill_then_rerun_finishes_with_identical_tables(
             if spec.name == "rollouts":  # sampler paths name each run's own directory
                 got, want = (t.drop_columns(["sampler_model"]) for t in (got, want))
             assert got.equals(want), (k, spec.name)
+    # The killed round's MLflow run, left RUNNING by the SIGKILL, was continued and finished:
+    # one run per round, all FINISHED.
+    client = mlflow.MlflowClient(RunsDirectory.at(runs).tracking_uri())
+    rounds = [r for r in client.search_runs([client.get_experiment_by_name("bolt-default-refresh").experiment_id])
+              if "bolt.round" in r.data.tags]
+    assert sorted(r.data.tags["bolt.round"] for r in rounds) == ["0", "1", "2"]
+    assert {r.info.status for r in rounds} == {"FINISHED"}

@@ -61,6 +61,11 @@ def test_round_runs_caches_and_tracks(tmp_path, capsys, monkeypatch):
     assert run.info.start_time / 1000 < (round_dir / "rollouts.parquet").stat().st_mtime
     assert run.info.end_time / 1000 > (round_dir / "summary.json").stat().st_mtime
     assert run.data.metrics["policy_accuracy"] == pytest.approx(saved["policy_accuracy"])
+    # small tables also as MLflow JSON tables the UI shows; every table as Parquet
+    tables = {a.path for a in mlflow.MlflowClient(summary.tracking_uri).list_artifacts(run.info.run_id, "tables")}
+    assert {"tables/eval.json", "tables/prompt_stats.json", "tables/weights.json", "tables/eval.parquet"} <= tables
+    assert {"weights.png", "loss.png", "success_rates.png"} <= {
+        a.path for a in mlflow.MlflowClient(summary.tracking_uri).list_artifacts(run.info.run_id)}
     history = mlflow.MlflowClient(summary.tracking_uri).get_metric_history(run.info.run_id, "train.loss")
     assert len(history) == len(pq.read_table(round_dir / "train_log.parquet"))
 
