@@ -14,9 +14,9 @@ from bolt_tasks.core.catalogue import RunsDirectory
 from bolt_tasks.core.config import RefreshConfig
 from bolt_tasks.core.executors import ShardRunners
 from bolt_tasks.core.results import RefreshResult
+from bolt_tasks.core.tracking import run_failed_on_error
 from bolt_tasks.stages.lineage import (
     finish_parent_run_task,
-    parent_run_failed_on_error,
     rounds_to_run,
     start_parent_run_task,
 )
@@ -38,7 +38,7 @@ def bolt_refresh(config: RefreshConfig = RefreshConfig(), runs_dir: str = "runs"
         reference = sampler = previous_run = None
         summaries = []
         # one executor (one Ray connection) for all the rounds
-        with parent_run_failed_on_error(runs, parent), ShardRunners(base.execution, runs.root) as shards:
+        with run_failed_on_error(runs, parent), ShardRunners(base.execution, runs.root) as shards:
             for k in range(last + 1):
                 summary, sampler, reference = round_stages(
                     base.model_copy(update={"round": k}), runs, reference, sampler,

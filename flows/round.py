@@ -16,6 +16,7 @@ from bolt_tasks.core.config import RoundConfig
 from bolt_tasks.core.executors import LocalShards, RayShards, ShardRunners
 from bolt_tasks.core.results import RoundOutputs, RoundRollouts, RoundSummary
 from bolt_tasks.core.storage import ModelRef, TableRef
+from bolt_tasks.core.tracking import run_failed_on_error
 from bolt_tasks.policy.train_stage import train_task
 from bolt_tasks.sampling.backends import sampling_gpus, with_resolved_backend
 from bolt_tasks.sampling.rollouts import sample_task
@@ -33,7 +34,6 @@ from bolt_tasks.stages.round_tracking import (
     log_round_task,
     log_training_curve_task,
     open_round_run_task,
-    round_run_failed_on_error,
 )
 from bolt_tasks.stages.summary import summarize_task
 from bolt_tasks.stages.verifiers import score_task
@@ -117,7 +117,7 @@ def round_stages(
     prompts = round_inputs(config, runs)
     run_id = open_round_run_task(config, runs, runs.round(config.pipeline, config.round),
                                  parent_run_id, previous_run_id)
-    with round_run_failed_on_error(runs, run_id):
+    with run_failed_on_error(runs, run_id):
         summary, policy, reference = _round_stages(config, runs, prompts, run_id, reference, sampler, shards)
         close_round_run_task(runs, run_id)
     return summary, policy, reference

@@ -91,6 +91,14 @@ def failed_unless_finished(client, run_id: str):
         raise
 
 
+@contextmanager
+def run_failed_on_error(runs: RunsDirectory, run_id: str):
+    """The run (a round's, or a refresh invocation's parent) ends FAILED if the block raises or
+    is interrupted."""
+    with failed_unless_finished(mlflow_client(runs), run_id):
+        yield
+
+
 def experiment_id(client, name: str, runs: RunsDirectory) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import contextmanager
 
 import matplotlib
 
@@ -18,7 +17,6 @@ from bolt_tasks.core.results import RoundSummary  # noqa: E402
 from bolt_tasks.core.storage import save_figure_atomic, write_text_atomic  # noqa: E402
 from bolt_tasks.core.tracking import (  # noqa: E402
     experiment_id,
-    failed_unless_finished,
     log_params_and_metrics,
     mlflow_client,
 )
@@ -50,13 +48,6 @@ def start_parent_run_task(pipeline: str, runs: RunsDirectory, first_round: int, 
     )
     log_params_and_metrics(client, run.info.run_id, params or {}, [])
     return run.info.run_id
-
-
-@contextmanager
-def parent_run_failed_on_error(runs: RunsDirectory, parent_run_id: str):
-    """The refresh invocation's parent run ends FAILED if a round fails or is interrupted."""
-    with failed_unless_finished(mlflow_client(runs), parent_run_id):
-        yield
 
 
 def rounds_plot(summaries: list[RoundSummary], out_path) -> None:

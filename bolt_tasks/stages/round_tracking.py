@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
 from prefect import task
@@ -183,10 +182,3 @@ def close_round_run_task(runs: RunsDirectory, run_id: str) -> None:
     client = mlflow_client(runs)
     if client.get_run(run_id).info.status != "FINISHED":
         client.set_terminated(run_id, "FINISHED")
-
-
-@contextmanager
-def round_run_failed_on_error(runs: RunsDirectory, run_id: str):
-    """The round's run ends FAILED if a stage fails or the round is stopped."""
-    with failed_unless_finished(mlflow_client(runs), run_id):
-        yield
