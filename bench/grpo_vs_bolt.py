@@ -1,33 +1,31 @@
-"""E4: optimisation time of BOLT refresh rounds against online RLVR (TRL's GRPOTrainer).
+"""E4 on the built-in task: optimisation time of BOLT refresh rounds against online RLVR (TRL's
+GRPOTrainer), each arm with the same tuning budget and the same wall-clock budget per setting.
 
-Same reference policy, same training prompts, same held-out prompts, same machine, one run.
-Held-out accuracy is measured exactly, as the mean over held-out prompts of
-pi_theta(answer + EOS | x) (the expected temperature-1 accuracy; one forward pass), and the
-clock stops while it is measured, so both arms are timed on optimisation alone:
+Same reference policy, training prompts and held-out prompts, same machine, one run. Held-out
+accuracy is exact: the mean over held-out prompts of pi_theta(answer + EOS | x), the expected
+temperature-1 accuracy, in one forward pass; the clock stops while it is measured.
   - GRPO: TRL GRPOTrainer (8 generations per prompt, 8 prompts per step, no KL term: TRL's
-    default), one run per learning rate, each for the same wall-clock budget.
-  - BOLT: refreshed rounds, each sampling N responses per training prompt from pi_k, scoring,
-    weighting in SQL, fitting pi_(k+1); alpha = 0, eta = 1/beta (pure reward tilting, the
-    counterpart of GRPO without a KL term) and alpha = 1 (the KL-regularised target pi*).
-The figure: BOLT's wall-clock to reach GRPO's best held-out accuracy, divided by GRPO's
-wall-clock to reach it (below 1: BOLT is faster).
+    default), one run per learning rate (GRPO_LEARNING_RATES).
+  - BOLT: refresh rounds (bench/e4_race.py), one run per setting of learning rate x epochs x N x
+    eta x alpha (BOLT_SETTINGS): as many settings as GRPO has learning rates.
+Reported per accuracy level (0.90, 0.95, GRPO's best): each arm's fastest setting to reach it,
+and the ratio BOLT / GRPO of their times (below 1: BOLT is faster).
 
     pip install -e ".[grpo]"
-    python bench/grpo_vs_bolt.py --runs-dir runs [--budget-seconds 150] [--learning-rates 1e-5,3e-5,1e-4,3e-4]
+    python bench/grpo_vs_bolt.py --runs-dir runs --seed 0 [--budget-seconds 60]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
+from e4_race import BoltSetting, run_bolt, run_grpo, summarize, write_results
 
 from bolt_tasks.core.catalogue import RunsDirectory
 from bolt_tasks.core.config import (
@@ -35,16 +33,24 @@ from bolt_tasks.core.config import (
     SamplingConfig,
     TaskConfig,
     TrainingConfig,
-    WeightingConfig,
 )
 from bolt_tasks.policy.logprobs import response_logprobs
 from bolt_tasks.policy.modeling import encode_prompts, load_policy
-from bolt_tasks.policy.training import train_policy
-from bolt_tasks.sampling.rollouts import sample_rollouts
 from bolt_tasks.stages.arithmetic import prompts_table
 from bolt_tasks.stages.reference import embedded_reference_dir, train_reference
-from bolt_tasks.stages.verifiers import score_rollouts
-from bolt_tasks.stages.weights import compute_weights
+
+# The same tuning budget for both arms: four settings each, fixed before any was run.
+GRPO_LEARNING_RATES = (3e-5, 1e-4, 3e-4, 1e-3)
+BOLT_SETTINGS = (
+    # the earlier E4's fit, with eta = 2 (pure reward tilting, two e-folds of odds a round)
+    BoltSetting(learning_rate=1e-4, epochs=2, samples=8, eta=2.0, alpha=0.0),
+    # a faster fit, one epoch, a bigger tilt: one exact round takes odds 1 to e^4 (p 0.98)
+    BoltSetting(learning_rate=1e-3, epochs=1, samples=8, eta=4.0, alpha=0.0),
+    # half the samples (cheaper rounds), a larger tilt
+    BoltSetting(learning_rate=1e-3, epochs=1, samples=4, eta=8.0, alpha=0.0),
+    # alpha = 1: every round targets pi_ref * exp(8 r), i.e. pi* at beta = 1/8
+    BoltSetting(learning_rate=1e-3, epochs=1, samples=8, eta=8.0, alpha=1.0),
+)
 
 
 class HeldOutAccuracy:
@@ -64,89 +70,23 @@ class HeldOutAccuracy:
         return float(np.exp(logprobs).mean())
 
 
-def run_grpo(reference: str, train: pa.Table, accuracy: HeldOutAccuracy, learning_rate: float,
-             budget: float, evaluate_every: int, out_dir: Path) -> list[dict]:
-    from datasets import Dataset
-    from transformers import TrainerCallback
-    from trl import GRPOConfig, GRPOTrainer
-
-    model, tokenizer = load_policy(reference, torch.device("cpu"))
-    curve = [{"seconds": 0.0, "accuracy": accuracy(model), "step": 0}]
-
-    class Clock(TrainerCallback):
-        """Counts optimisation time only; stops training at the budget."""
-
-        def __init__(self):
-            self.elapsed, self.started = 0.0, time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step % evaluate_every == 0:
-                self.elapsed += time.perf_counter() - self.started
-                curve.append({"seconds": self.elapsed, "accuracy": accuracy(kwargs["model"]),
-                              "step": state.global_step})
-                print(f"  grpo lr={learning_rate:g} step {state.global_step}: "
-                      f"{self.elapsed:.0f}s accuracy {curve[-1]['accuracy']:.3f}", flush=True)
-                control.should_training_stop = self.elapsed >= budget
-                self.started = time.perf_counter()
-
+def built_in_reward(tokenizer):
     def reward(prompts, completions, completion_ids, answer, **_):
         return [float(text == target and tokenizer.eos_token_id in ids)
                 for text, target, ids in zip(completions, answer, completion_ids)]
-
-    args = GRPOConfig(
-        output_dir=str(out_dir), learning_rate=learning_rate, per_device_train_batch_size=64,
-        num_generations=8, max_completion_length=5, temperature=1.0, beta=0.0, use_cpu=True,
-        bf16=False, report_to=[], logging_steps=1000, max_steps=100_000, save_strategy="no",
-        disable_dropout=True, seed=0, dataloader_num_workers=0,
-    )
-    dataset = Dataset.from_list([{"prompt": p, "answer": a} for p, a in
-                                 zip(train["prompt"].to_pylist(), train["answer"].to_pylist())])
-    trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=dataset,
-                          processing_class=tokenizer, callbacks=[Clock()])
-    trainer.train()
-    return curve
-
-
-def run_bolt(reference: str, prompts: pa.Table, accuracy: HeldOutAccuracy, rounds: int,
-             weighting: WeightingConfig, samples: int, training: TrainingConfig, work: Path) -> list[dict]:
-    model, _ = load_policy(reference, torch.device("cpu"))
-    curve = [{"seconds": 0.0, "accuracy": accuracy(model), "round": -1}]
-    sampler, elapsed = reference, 0.0
-    for k in range(rounds):
-        start = time.perf_counter()
-        rollouts = sample_rollouts(prompts, sampler, reference, SamplingConfig(samples_per_prompt=samples),
-                                   TaskConfig(), k, work / f"rollouts-{k}.parquet").read()
-        rewards = score_rollouts(prompts, rollouts, TaskConfig(), work / f"rewards-{k}.parquet").read()
-        weights, _ = compute_weights(rollouts, rewards, weighting)
-        policy = work / f"policy-{k}"
-        train_policy(rollouts, weights, sampler, training, policy, work / f"log-{k}.parquet")
-        elapsed += time.perf_counter() - start
-        model, _ = load_policy(str(policy), torch.device("cpu"))
-        curve.append({"seconds": elapsed, "accuracy": accuracy(model), "round": k})
-        print(f"  bolt alpha={weighting.alpha:g} round {k}: {elapsed:.0f}s accuracy "
-              f"{curve[-1]['accuracy']:.3f}", flush=True)
-        sampler = str(policy)
-    return curve
-
-
-def time_to_reach(curve: list[dict], level: float) -> float | None:
-    return next((point["seconds"] for point in curve if point["accuracy"] >= level), None)
+    return reward
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs-dir", default="runs")
-    parser.add_argument("--budget-seconds", type=float, default=150.0)
-    parser.add_argument("--learning-rates", default="1e-5,3e-5,1e-4,3e-4")
-    parser.add_argument("--evaluate-every", type=int, default=10)
-    parser.add_argument("--bolt-rounds", type=int, default=8)
-    parser.add_argument("--beta", type=float, default=0.5)
+    parser.add_argument("--budget-seconds", type=float, default=60.0, help="per setting, both arms")
+    parser.add_argument("--seed", type=int, default=0, help="GRPO's and BOLT's sampling and data order")
+    parser.add_argument("--learning-rates", default=",".join(f"{x:g}" for x in GRPO_LEARNING_RATES))
+    parser.add_argument("--evaluate-every", type=int, default=5, help="GRPO steps between evaluations")
     args = parser.parse_args()
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     runs = RunsDirectory.at(args.runs_dir)
-    out = runs.experiment("e4")
-    out.mkdir(parents=True, exist_ok=True)
-
     reference_config, task = ReferenceConfig(), TaskConfig()
     reference = embedded_reference_dir(runs, reference_config, task)
     if not (reference / "model.safetensors").exists():
@@ -156,58 +96,32 @@ def main() -> None:
     train = prompts.filter(pc.equal(prompts["split"], "train"))
     _, tokenizer = load_policy(reference, torch.device("cpu"))
     accuracy = HeldOutAccuracy(prompts.filter(pc.equal(prompts["split"], "heldout")), tokenizer)
+    learning_rates = [float(x) for x in args.learning_rates.split(",")]
+    if len(learning_rates) != len(BOLT_SETTINGS):
+        raise SystemExit(f"the same tuning budget: {len(BOLT_SETTINGS)} GRPO learning rates, one "
+                         f"per BOLT setting; got {len(learning_rates)}")
 
-    curves = {}
+    from datasets import Dataset
+
+    dataset = Dataset.from_list([{"prompt": p, "answer": a} for p, a in
+                                 zip(train["prompt"].to_pylist(), train["answer"].to_pylist())])
+    bolt, grpo = {}, {}
     with tempfile.TemporaryDirectory() as scratch:
-        for alpha in (0.0, 1.0):
-            curves[f"BOLT alpha={alpha:g}"] = run_bolt(
-                reference, prompts, accuracy, args.bolt_rounds,
-                WeightingConfig(beta=args.beta, alpha=alpha), 8, TrainingConfig(),
-                Path(scratch) / f"bolt-{alpha}",
-            )
-        for learning_rate in (float(x) for x in args.learning_rates.split(",")):
-            curves[f"GRPO lr={learning_rate:g}"] = run_grpo(
-                reference, train, accuracy, learning_rate, args.budget_seconds,
-                args.evaluate_every, Path(scratch) / "grpo",
-            )
-
-    grpo = {name: c for name, c in curves.items() if name.startswith("GRPO")}
-    best_name = max(grpo, key=lambda name: max(p["accuracy"] for p in grpo[name]))
-    best = max(p["accuracy"] for p in grpo[best_name])
-    grpo_time = time_to_reach(grpo[best_name], best)
-    result = {"grpo_best_run": best_name, "grpo_best_accuracy": best, "grpo_seconds_to_best": grpo_time,
-              "reference_accuracy": curves[best_name][0]["accuracy"], "curves": curves}
-    for name, curve in curves.items():
-        if name.startswith("BOLT"):
-            bolt_time = time_to_reach(curve, best)
-            result[f"{name}: seconds to GRPO's best"] = bolt_time
-            result[f"{name}: ratio to GRPO"] = None if bolt_time is None else bolt_time / grpo_time
-            result[f"{name}: best accuracy"] = max(p["accuracy"] for p in curve)
-    (out / "e4_result.json").write_text(json.dumps(result, indent=2))
-    plot(curves, best, out / "e4_accuracy_vs_wallclock.png")
-    print(json.dumps({k: v for k, v in result.items() if k != "curves"}, indent=2))
-
-
-def plot(curves: dict, best: float, out_path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(7.5, 4.5))
-    for name, curve in curves.items():
-        axes.plot([p["seconds"] for p in curve], [p["accuracy"] for p in curve],
-                  "o-" if name.startswith("BOLT") else "-", label=name,
-                  linewidth=2.5 if name.startswith("BOLT") else 1.2)
-    axes.axhline(best, color="grey", linestyle=":", label="GRPO's best")
-    axes.set_xlabel("optimisation wall-clock (s), 2 CPU cores, evaluation excluded")
-    axes.set_ylabel("held-out expected accuracy (temperature 1)")
-    axes.set_title("E4: BOLT refresh rounds vs GRPO (TRL)")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(out_path, dpi=110)
-    plt.close(figure)
+        for i, setting in enumerate(BOLT_SETTINGS):
+            bolt[setting.name] = run_bolt(
+                reference, prompts, accuracy, setting, args.budget_seconds,
+                Path(scratch) / f"bolt-{i}", task, SamplingConfig(), TrainingConfig(), args.seed)
+        for learning_rate in learning_rates:
+            grpo[f"GRPO lr={learning_rate:g}"] = run_grpo(
+                reference, dataset, built_in_reward(tokenizer), accuracy, learning_rate,
+                args.budget_seconds, args.evaluate_every, Path(scratch) / "grpo", args.seed,
+                per_device_train_batch_size=64, num_generations=8, max_completion_length=5)
+    summary = summarize(bolt, grpo, [0.90, 0.95])
+    summary |= {"seed": args.seed, "budget_seconds": args.budget_seconds,
+                "reference_accuracy": bolt[BOLT_SETTINGS[0].name][0]["accuracy"]}
+    write_results(runs.experiment("e4"), f"e4_seed{args.seed}", bolt, grpo, summary, BOLT_SETTINGS,
+                  f"E4 (built-in task, seed {args.seed}): BOLT refresh rounds vs GRPO (TRL)",
+                  "held-out expected accuracy (temperature 1)")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,15 @@ from typing import TypeVar
 
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from bolt_tasks.core.threads import fit_threads_to_free_cores
 
 T = TypeVar("T")
 
@@ -55,6 +63,7 @@ def track(items: Iterable[T], total: int, description: str) -> Iterator[T]:
     counter = ProgressCounter(total, description)
     try:
         for item in items:
+            fit_threads_to_free_cores()
             yield item
             counter.advance()
     finally:

@@ -54,10 +54,12 @@ def _check_finite(weights: pa.Table, weighting: WeightingConfig) -> None:
 
 
 def compute_weights(
-    rollouts: pa.Table | str, rewards: pa.Table | str, weighting: WeightingConfig
+    rollouts: pa.Table | str, rewards: pa.Table | str, weighting: WeightingConfig,
+    connection=None,
 ) -> tuple[pa.Table, pa.Table]:
-    """(weights, prompt_stats) for rollouts and rewards given as Arrow tables or Parquet paths."""
-    connection = connect()
+    """(weights, prompt_stats) for rollouts and rewards given as Arrow tables or Parquet paths;
+    `connection`: a DuckDB connection of the caller's (its memory limit, its threads)."""
+    connection = connection or connect()
     view(connection, "rollouts", rollouts)
     _rewards_view(connection, rewards)
     _check_rewards(
