@@ -7,8 +7,10 @@ Three rounds of the bolt-round flow, in this process, against one temporary Pref
 apart):
   1. the default round, pi_ref built in it (what a first `bolt run` does);
   2. the default round of another pipeline, pi_ref reused (a later `bolt run`);
-  3. a tiny round (16 training and 16 held-out prompts, N = 2, one epoch, pi_ref reused), whose
-     compute is next to nothing, so its wall-clock is almost all fixed cost.
+  3. a tiny round (16 training and 16 held-out prompts, N = 2, one epoch, 8 evaluation samples
+     per prompt), whose compute is next to nothing, so its wall-clock is almost all fixed cost.
+     Its held-out split differs from the default's, so it bootstraps a pi_ref of its own first:
+     compute, counted in its stage_seconds like every stage.
 A round's overhead is its wall-clock minus the seconds its stages' functions ran
 (summary.json's stage_seconds). The figure: the tiny round's overhead over the default
 round's wall-clock (the smaller one, pi_ref reused).
@@ -31,7 +33,7 @@ configure_environment()
 from bolt_tasks.core.config import RoundConfig  # noqa: E402
 
 TINY = {"task": {"train_prompts": 16, "heldout_prompts": 16}, "sampling": {"samples_per_prompt": 2},
-        "training": {"epochs": 1}, "evaluation": {"samples_per_prompt": 2}}
+        "training": {"epochs": 1}, "evaluation": {"samples_per_prompt": 8}}
 
 
 def timed_round(config: RoundConfig, runs_dir: str) -> dict:

@@ -4,21 +4,34 @@
 --   global:  log w_i = s_i - logsumexp_all(s_j) + log N_total    (weights average 1 overall)
 --   none:    log w_i = s_i
 -- Tables used: tilted. One row per (prompt_id, sample_idx).
-WITH maxima AS (
+WITH totals AS (
+    SELECT max(scheme_log_weight) AS global_max, count(*) AS n_total FROM tilted
+),
+global_sum AS (
+    -- Only the 'global' normalisation reads it (the WHERE leaves nothing to sum otherwise).
+    -- An aggregate, not a window over all rows: such a window holds the whole table in one
+    -- partition, in memory, and ran out of a 4 GB limit at 100M rollouts. Summed in a fixed
+    -- order (the rows arrive in an order that can vary between runs, and so would the last bit).
+    SELECT list_sum(list(exp(scheme_log_weight - totals.global_max) ORDER BY prompt_id, sample_idx))
+        AS scaled_total
+    FROM tilted, totals
+    WHERE normalisation = 'global'
+),
+maxima AS (
     SELECT
-        *,
+        tilted.*,
         max(scheme_log_weight) OVER prompt AS prompt_max,
         count(*) OVER prompt AS n,
-        max(scheme_log_weight) OVER () AS global_max,
-        count(*) OVER () AS n_total
-    FROM tilted
+        totals.global_max,
+        totals.n_total
+    FROM tilted, totals
     WINDOW prompt AS (PARTITION BY prompt_id)
 ),
 normalised AS (
     SELECT
         *,
-        -- The sums run over rows in a fixed order (whole-partition frames ordered by sample):
-        -- rows arrive in an order that can vary between runs, and so would the last bit.
+        -- The per-prompt sum runs over the rows in a fixed order too (a whole-partition frame
+        -- ordered by sample).
         CASE normalisation
             WHEN 'prompt' THEN scheme_log_weight - prompt_max
                 - ln(sum(exp(scheme_log_weight - prompt_max)) OVER (
@@ -26,10 +39,7 @@ normalised AS (
                     ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING))
                 + ln(n)
             WHEN 'global' THEN scheme_log_weight - global_max
-                - ln(sum(exp(scheme_log_weight - global_max)) OVER (
-                    ORDER BY prompt_id, sample_idx
-                    ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING))
-                + ln(n_total)
+                - ln((SELECT scaled_total FROM global_sum)) + ln(n_total)
             ELSE scheme_log_weight
         END AS log_weight
     FROM maxima

@@ -30,8 +30,18 @@ def restore_threads():
     torch.set_num_threads(before)
 
 
+def busy_cores_elsewhere(seconds: float = 1.0) -> float:
+    import psutil
+
+    psutil.cpu_percent(percpu=False)
+    time.sleep(seconds)
+    return psutil.cpu_percent(percpu=False) / 100 * psutil.cpu_count()
+
+
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) != 2, reason="the figures below are for 2 cores")
 def test_one_thread_beside_a_busy_process_and_two_after_it_ends(restore_threads, monkeypatch):
+    if busy_cores_elsewhere() > 0.3:
+        pytest.skip("the machine is busy with other work: 'alone' cannot be tested")
     monkeypatch.delenv("BOLT_FIT_THREADS", raising=False)
     torch.set_num_threads(2)
     governor = FreeCoreThreads()
