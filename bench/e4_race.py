@@ -145,9 +145,19 @@ def fastest(curves: dict[str, list[dict]], level: float) -> tuple[str | None, fl
     return name, reached[name]
 
 
-def summarize(bolt: dict[str, list[dict]], grpo: dict[str, list[dict]], levels: list[float]) -> dict:
-    """Per level: each arm's fastest setting to reach it and the ratio BOLT / GRPO (each arm
-    tuned for that level); per setting: its best accuracy and times to each level."""
+def within(curve: list[dict], budget: float) -> list[dict]:
+    """The points measured within the budget: a BOLT round that started before the budget ran
+    out may end after it (GRPO overshoots by one evaluation interval at most); not counted."""
+    return [point for point in curve if point["seconds"] <= budget]
+
+
+def summarize(bolt: dict[str, list[dict]], grpo: dict[str, list[dict]], levels: list[float],
+              budget: float) -> dict:
+    """Per level: each arm's fastest setting to reach it within the budget and the ratio
+    BOLT / GRPO (each arm tuned for that level); per setting: its best accuracy and times to
+    each level."""
+    bolt = {name: within(curve, budget) for name, curve in bolt.items()}
+    grpo = {name: within(curve, budget) for name, curve in grpo.items()}
     grpo_best = max(best_accuracy(c) for c in grpo.values())
     summary = {"grpo_best_accuracy": grpo_best, "levels": {}, "settings": {}}
     for level in [*levels, grpo_best]:

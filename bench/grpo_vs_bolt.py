@@ -116,7 +116,7 @@ def main() -> None:
                 reference, dataset, built_in_reward(tokenizer), accuracy, learning_rate,
                 args.budget_seconds, args.evaluate_every, Path(scratch) / "grpo", args.seed,
                 per_device_train_batch_size=64, num_generations=8, max_completion_length=5)
-    summary = summarize(bolt, grpo, [0.90, 0.95])
+    summary = summarize(bolt, grpo, [0.90, 0.95], args.budget_seconds)
     summary |= {"seed": args.seed, "budget_seconds": args.budget_seconds,
                 "reference_accuracy": bolt[BOLT_SETTINGS[0].name][0]["accuracy"]}
     write_results(runs.experiment("e4"), f"e4_seed{args.seed}", bolt, grpo, summary, BOLT_SETTINGS,

@@ -110,7 +110,7 @@ def main() -> None:
         bolt = {setting.name: run_bolt(reference, prompts, accuracy, setting, args.budget_seconds,
                                        Path(scratch) / "bolt", config.task, config.sampling,
                                        config.training, args.seed)}
-    summary = summarize(bolt, grpo, [0.5, 0.6])
+    summary = summarize(bolt, grpo, [0.5, 0.6], args.budget_seconds)
     summary |= {"seed": args.seed, "budget_seconds": args.budget_seconds,
                 "reference_accuracy": bolt[setting.name][0]["accuracy"]}
     write_results(runs.experiment("e4"), "e4_real", bolt, grpo, summary, [setting],

@@ -1,9 +1,10 @@
 """Torch's intra-op thread count, fitted to the cores other processes leave free.
 
 Two threads on two cores beside another CPU-bound process make three runnable threads for two
-cores: the OS deschedules one of ours, and every small op then waits at OpenMP's barrier for
-it. bench/contention.py measured that as 2.7-4.3x for training even with a short spin count.
-One thread on the core the competitor leaves free is never waited for. So long loops (every
+cores: the OS deschedules one of ours, and at every small op's barrier its partner spins
+through its time slice waiting for it (bench/contention.py: 2.5-3.9x beside a busy loop, 9-29x
+beside a second BOLT process). One thread on the core the competitor leaves free is never
+waited for. So long loops (every
 `track`ed loop: bootstrap, training, sampling, evaluation) look, at most twice a second, at how
 busy the machine is apart from this process, and use as many threads as there are free cores
 (at least one, at most the count the process started with); when the competitor stops they go
@@ -23,6 +24,8 @@ CHECK_EVERY_S = 0.5
 
 
 class FreeCoreThreads:
+    """Samples the machine's and this process's CPU time; sets torch's thread count."""
+
     def __init__(self):
         self.cores = len(os.sched_getaffinity(0))
         self.process = psutil.Process()
