@@ -27,8 +27,7 @@ from e4_race import BoltSetting, run_bolt, run_grpo, summarize, write_results
 from bolt_cli.main import parser as bolt_parser
 from bolt_cli.options import build_config
 from bolt_tasks.core.catalogue import RunsDirectory
-from bolt_tasks.core.storage import file_digest
-from bolt_tasks.policy.model_files import convert_gguf, converted_dir, gguf_file
+from bolt_tasks.policy.model_files import converted_model
 from bolt_tasks.policy.modeling import load_tokenizer
 from bolt_tasks.sampling.decode import decode_responses, generate
 from bolt_tasks.sampling.rollouts import render_task_prompts
@@ -80,11 +79,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     config = build_config(bolt_parser().parse_args(README_RECIPE + ["--runs-dir", args.runs_dir]))
     runs = RunsDirectory.at(args.runs_dir)
-    gguf = gguf_file(config.reference.model)
-    reference = converted_dir(runs, config.reference.model, file_digest(gguf))
-    if not (reference / "config.json").exists():
-        convert_gguf(gguf, reference)
-    reference = str(reference)
+    reference = str(converted_model(runs, config.reference.model))
     prompts = build_prompts(config.task)
     train = prompts.filter(pc.equal(prompts["split"], "train"))
     tokenizer = load_tokenizer(reference)

@@ -37,14 +37,9 @@ def model_dir(name: str, runs_dir: str, scratch: Path) -> Path:
 
         return wide_model(scratch / "wide")
     from bolt_tasks.core.catalogue import RunsDirectory
-    from bolt_tasks.core.storage import file_digest
-    from bolt_tasks.policy.model_files import convert_gguf, converted_dir, gguf_file
+    from bolt_tasks.policy.model_files import converted_model
 
-    gguf = gguf_file("smollm2-135m-instruct")
-    folder = converted_dir(RunsDirectory.at(runs_dir), "smollm2-135m-instruct", file_digest(gguf))
-    if not (folder / "config.json").exists():
-        convert_gguf(gguf, folder)
-    return folder
+    return converted_model(RunsDirectory.at(runs_dir), "smollm2-135m-instruct")
 
 
 def rollouts(name: str, vocabulary: int, sequences: int, seed: int = 0) -> list[tuple[list, list]]:

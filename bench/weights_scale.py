@@ -235,7 +235,7 @@ def run_one(implementation: str, work: Path, memory_limit: str | None) -> None:
 def measure(implementation: str, work: Path, memory_limit: str | None = None) -> dict:
     command = [sys.executable, __file__, "--worker", implementation, "--work", str(work)]
     if memory_limit:
-        command += ["--memory-limit", memory_limit]
+        command += ["--worker-memory-limit", memory_limit]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     output = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
@@ -268,14 +268,14 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--large-rows", type=int, default=100_000_000, help="0: skip")
     parser.add_argument("--memory-limit", default="4GB")
+    parser.add_argument("--worker-memory-limit", help=argparse.SUPPRESS)
     parser.add_argument("--scratch", default=None, help="where the Parquet files go (default: a temp dir)")
     parser.add_argument("--out", default="bench-results/weights_scale.json")
     parser.add_argument("--worker", choices=("sql", "numpy", "pandas"), help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        run_one(args.worker, Path(args.work), args.memory_limit if args.worker == "sql" and
-                "--memory-limit" in sys.argv else None)
+        run_one(args.worker, Path(args.work), args.worker_memory_limit)
         return
 
     report = {"machine": f"{os.cpu_count()} CPU cores", "rows": args.rows}

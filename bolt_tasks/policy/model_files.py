@@ -45,6 +45,18 @@ def converted_dir(runs: RunsDirectory, model: str, gguf_digest: str) -> Path:
     return runs.root / "reference" / f"converted-{Path(model).stem}-{gguf_digest[:12]}"
 
 
+def converted_model(runs: RunsDirectory, model: str) -> Path:
+    """The converted folder of a GGUF model name, converted here first if it is not there yet
+    (outside a flow: bench scripts; a round converts in its own cached stage)."""
+    from bolt_tasks.core.storage import file_digest
+
+    gguf = gguf_file(model)
+    folder = converted_dir(runs, model, file_digest(gguf))
+    if not (folder / "config.json").exists():
+        convert_gguf(gguf, folder)
+    return folder
+
+
 def convert_gguf(gguf: Path, out_dir: str | Path) -> None:
     """Dequantise into float32 and save as an ordinary folder. transformers refuses to save a
     model loaded from GGUF, so the weights move into a model built from its config."""
