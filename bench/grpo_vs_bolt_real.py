@@ -17,6 +17,7 @@ it is measured.
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 from pathlib import Path
 
@@ -48,11 +49,17 @@ README_RECIPE = [
 
 
 class GreedyAccuracy:
-    """Share of held-out prompts whose greedy response the task's verifier accepts."""
+    """Share of held-out prompts whose greedy response the task's verifier accepts. Keeps the
+    responses of the best evaluation since `reset()`, so a reader can see what was credited
+    (math-verify also accepts a response that only restates the problem)."""
 
     def __init__(self, heldout, tokenizer, config):
         self.rows, self.tokenizer, self.config = prompt_rows(heldout), tokenizer, config
         _, self.prompt_ids = render_task_prompts(tokenizer, heldout, config.task)
+        self.reset()
+
+    def reset(self) -> None:
+        self.best_accuracy, self.best_examples = -1.0, []
 
     def __call__(self, model) -> float:
         was_training = model.training
@@ -65,7 +72,13 @@ class GreedyAccuracy:
         items = [(row["prompt"], row["answer"], response, reason, row["metadata"])
                  for row, response, reason in zip(self.rows, responses, generations.finish_reasons)]
         rewards, _ = score_responses(items, self.config.task, "score greedy held-out")
-        return float((rewards >= 1.0).mean())
+        accuracy = float((rewards >= 1.0).mean())
+        if accuracy > self.best_accuracy:
+            self.best_accuracy = accuracy
+            self.best_examples = [{"prompt": row["prompt"], "answer": row["answer"],
+                                   "response": response, "reward": float(reward)}
+                                  for row, response, reward in zip(self.rows, responses, rewards)]
+        return accuracy
 
 
 def main() -> None:
@@ -102,15 +115,24 @@ def main() -> None:
             reference, dataset, reward, accuracy, args.grpo_learning_rate, args.budget_seconds,
             args.evaluate_every, Path(scratch) / "grpo", args.seed, per_device_train_batch_size=64,
             num_generations=8, max_completion_length=config.sampling.max_new_tokens)}
+        examples = {"grpo": accuracy.best_examples}
+        accuracy.reset()
         bolt = {setting.name: run_bolt(reference, prompts, accuracy, setting, args.budget_seconds,
                                        Path(scratch) / "bolt", config.task, config.sampling,
                                        config.training, args.seed)}
+        examples["bolt"] = accuracy.best_examples
     summary = summarize(bolt, grpo, [0.5, 0.6], args.budget_seconds)
     summary |= {"seed": args.seed, "budget_seconds": args.budget_seconds,
                 "reference_accuracy": bolt[setting.name][0]["accuracy"]}
     write_results(runs.experiment("e4"), "e4_real", bolt, grpo, summary, [setting],
                   "E4 (SmolLM2-135M-Instruct, chain_sum): BOLT refresh rounds vs GRPO (TRL)",
                   "held-out greedy accuracy (math verifier)")
+    examples_path = runs.experiment("e4") / "e4_real_best_responses.json"
+    examples_path.write_text(json.dumps(examples, indent=1))
+    for arm, rows in examples.items():
+        print(f"{arm}: greedy responses at its best evaluation ({examples_path}):")
+        for row in rows[:6]:
+            print(f"  {row['prompt']!r} -> {row['response']!r} (answer {row['answer']}, reward {row['reward']:g})")
 
 
 if __name__ == "__main__":

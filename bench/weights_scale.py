@@ -1,12 +1,13 @@
-"""The weights stage at scale: BOLT's SQL (stages/weights.compute_weights over Parquet files)
+"""The weights stage at scale: BOLT's SQL (stages/weights.write_weights, Parquet in and out)
 against a numpy and a pandas implementation of the same numbers, in one run.
 
 Synthetic round-0 rollouts shaped like the built-in task's: P prompts x 8 samples, responses of
 1-5 tokens from a 14-symbol vocabulary (so a prompt repeats responses, as real ones do), 0/1
-rewards, log-probs. Every implementation reads the same two Parquet files and returns the
+rewards, log-probs. Every implementation reads the same two Parquet files and computes the
 weights and the per-prompt statistics (log Zhat, ESS, coverage, target success, distinct
 responses, stored-support mass and price), each in its own process, so its peak memory is its
-own (ru_maxrss). numpy and pandas are checked against the SQL's numbers before any figure is
+own (ru_maxrss). numpy and pandas hold their results in memory; the SQL, as the stage does,
+writes them to Parquet (its time includes that write). numpy and pandas are checked against the SQL's numbers before any figure is
 printed. Then the SQL alone at --large-rows under a DuckDB memory limit (it spills to disk).
 
     python bench/weights_scale.py [--rows 10000000] [--large-rows 100000000] [--memory-limit 4GB]
@@ -196,23 +197,30 @@ def pandas_weights(rollouts_path: Path, rewards_path: Path) -> dict:
     }
 
 
-def sql_weights(rollouts_path: Path, rewards_path: Path, memory_limit: str | None) -> dict:
+def sql_weights(rollouts_path: Path, rewards_path: Path, memory_limit: str | None) -> None:
+    """The weights stage's own path: DuckDB reads the Parquet files and writes its two tables
+    to Parquet (sql_weights.parquet, sql_stats.parquet beside the inputs)."""
     from bolt_tasks.core.config import WeightingConfig
     from bolt_tasks.core.duck import connect
-    from bolt_tasks.stages.weights import compute_weights
+    from bolt_tasks.stages.weights import write_weights
 
     connection = connect()
     if memory_limit:
         connection.execute(f"SET memory_limit = '{memory_limit}'")
         connection.execute(f"SET temp_directory = '{rollouts_path.parent / 'duckdb-spill'}'")
-    weights, stats = compute_weights(str(rollouts_path), str(rewards_path), WeightingConfig(beta=BETA),
-                                     connection=connection)
-    result = {"prompt_id": stats["prompt_id"], "log_weight": weights["log_weight"].to_numpy(),
-              "weight": weights["weight"].to_numpy()}
+    write_weights(str(rollouts_path), str(rewards_path), WeightingConfig(beta=BETA),
+                  rollouts_path.parent / "sql_weights.parquet",
+                  rollouts_path.parent / "sql_stats.parquet", connection=connection)
+
+
+def sql_numbers(work: Path) -> dict:
+    weights, stats = pq.read_table(work / "sql_weights.parquet"), pq.read_table(work / "sql_stats.parquet")
+    numbers = {"prompt_id": stats["prompt_id"]}
+    numbers |= {name: weights[name].to_numpy() for name in ("log_weight", "weight")}
     for name in ("n", "mean_reward", "log_z", "ess", "ess_fraction", "covered", "target_success",
                  "distinct_responses", "log_support_mass", "support_mass", "support_price"):
-        result[name] = stats[name].to_numpy(zero_copy_only=False)
-    return result
+        numbers[name] = stats[name].to_numpy(zero_copy_only=False)
+    return numbers
 
 
 def run_one(implementation: str, work: Path, memory_limit: str | None) -> None:
@@ -220,13 +228,11 @@ def run_one(implementation: str, work: Path, memory_limit: str | None) -> None:
     paths = work / "rollouts.parquet", work / "rewards.parquet"
     started = time.perf_counter()
     if implementation == "sql":
-        result = sql_weights(*paths, memory_limit)
-    elif implementation == "numpy":
-        result = numpy_weights(*paths)
+        sql_weights(*paths, memory_limit)
     else:
-        result = pandas_weights(*paths)
+        result = (numpy_weights if implementation == "numpy" else pandas_weights)(*paths)
     seconds = time.perf_counter() - started
-    if memory_limit is None:
+    if implementation != "sql":
         np.savez(work / f"{implementation}.npz", **{k: np.asarray(v) for k, v in result.items()
                                                      if k != "prompt_id"})
     print(json.dumps({"seconds": seconds}))
@@ -248,11 +254,11 @@ def measure(implementation: str, work: Path, memory_limit: str | None = None) ->
 
 def check_agreement(work: Path) -> float:
     """Largest relative difference between numpy's or pandas' numbers and the SQL's."""
-    sql = np.load(work / "sql.npz")
+    sql = sql_numbers(work)
     worst = 0.0
     for other in ("numpy", "pandas"):
         theirs = np.load(work / f"{other}.npz")
-        for name in sql.files:
+        for name in set(sql) - {"prompt_id"}:
             ours, them = sql[name].astype(float), theirs[name].astype(float)
             if ours.shape != them.shape:
                 raise SystemExit(f"{other} {name}: {them.shape} values, the SQL has {ours.shape}")

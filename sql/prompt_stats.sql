@@ -11,24 +11,64 @@
 --   support_price  beta * log(1 / pi*(S_N|x)): the part of the one-shot gap epochs cannot remove
 -- Parameters: $beta, $success_threshold (NULL: the top verified reward of the whole table).
 -- Tables used: tilted (sql/log_tilt.sql), weights (sql/weights.sql).
+-- Every sum in this file runs over a whole-partition window frame in a fixed order, then a
+-- GROUP BY picks one copy: rows leave a join or GROUP BY in an order that varies between runs, and
+-- so would the last bit of a plain sum(). (A list aggregate with ORDER BY fixes the order too,
+-- but keeps every group's list in memory: it ran out of a 4 GB limit at 100M rollouts, where
+-- windows spill to disk.)
 WITH threshold AS (
     SELECT coalesce(CAST($success_threshold AS DOUBLE), max(reward) FILTER (WHERE verified)) AS value
     FROM tilted
 ),
-with_maxima AS (
-    SELECT *, max(log_tilt) OVER (PARTITION BY prompt_id) AS max_log_tilt FROM tilted
+joined AS (
+    SELECT
+        tilted.prompt_id,
+        tilted.sample_idx,
+        tilted.reward,
+        tilted.log_tilt,
+        weights.log_weight,
+        tilted.verified AND tilted.reward >= (SELECT value FROM threshold) AS success
+    FROM tilted JOIN weights USING (prompt_id, sample_idx)
 ),
-partition_function AS (
+with_maxima AS (
+    SELECT
+        *,
+        max(log_tilt) OVER prompt AS max_log_tilt,
+        max(log_weight) OVER prompt AS max_log_weight
+    FROM joined
+    WINDOW prompt AS (PARTITION BY prompt_id)
+),
+with_sums AS (
+    -- Sums of w / max(w), so weights far below 1e-154 (global or unnormalised schemes at tiny
+    -- beta) keep their ESS instead of squaring to 0.
+    SELECT
+        prompt_id,
+        max_log_tilt,
+        max_log_weight,
+        success,
+        sum(reward) OVER prompt_in_order AS reward_sum,
+        sum(exp(log_tilt - max_log_tilt)) OVER prompt_in_order AS scaled_tilt_sum,
+        sum(exp(log_weight - max_log_weight)) OVER prompt_in_order AS scaled_sum,
+        sum(exp(2 * (log_weight - max_log_weight))) OVER prompt_in_order AS scaled_square_sum,
+        sum(CASE WHEN success THEN exp(log_weight - max_log_weight) ELSE 0 END)
+            OVER prompt_in_order AS scaled_success_sum
+    FROM with_maxima
+    WINDOW prompt_in_order AS (
+        PARTITION BY prompt_id ORDER BY sample_idx
+        ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+),
+per_prompt AS (
     SELECT
         prompt_id,
         count(*) AS n,
-        avg(reward) AS mean_reward,
-        any_value(max_log_tilt)
-            + ln(list_sum(list(exp(log_tilt - max_log_tilt) ORDER BY sample_idx)))
-            - ln(count(*)) AS log_z,
-        coalesce(max(reward) FILTER (WHERE verified) >= (SELECT value FROM threshold), false)
-            AS covered
-    FROM with_maxima
+        any_value(reward_sum) / count(*) AS mean_reward,
+        any_value(max_log_tilt) + ln(any_value(scaled_tilt_sum)) - ln(count(*)) AS log_z,
+        coalesce(bool_or(success), false) AS covered,
+        any_value(max_log_weight) AS max_log_weight,
+        any_value(scaled_sum) AS scaled_sum,
+        any_value(scaled_square_sum) AS scaled_square_sum,
+        any_value(scaled_success_sum) AS scaled_success_sum
+    FROM with_sums
     GROUP BY prompt_id
 ),
 distinct_responses AS (
@@ -46,37 +86,23 @@ distinct_with_maxima AS (
         max(log_unnormalised_target) OVER (PARTITION BY prompt_id) AS max_log_unnormalised_target
     FROM distinct_responses
 ),
+distinct_with_sums AS (
+    -- In ascending order of the terms: distinct responses have no index to order them by, and
+    -- equal terms add up the same whichever comes first.
+    SELECT
+        prompt_id,
+        max_log_unnormalised_target,
+        sum(exp(log_unnormalised_target - max_log_unnormalised_target)) OVER (
+            PARTITION BY prompt_id ORDER BY log_unnormalised_target
+            ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS scaled_mass
+    FROM distinct_with_maxima
+),
 support AS (
-    -- Every sum in this file runs in a fixed order (here ascending terms): rows leave a
-    -- GROUP BY or window in an order that varies between runs, and so would the last bit.
     SELECT
         prompt_id,
         count(*) AS distinct_responses,
-        any_value(max_log_unnormalised_target)
-            + ln(list_sum(list(exp(log_unnormalised_target - max_log_unnormalised_target)
-                               ORDER BY log_unnormalised_target)))
-            AS log_unnormalised_mass
-    FROM distinct_with_maxima
-    GROUP BY prompt_id
-),
-weight_maxima AS (
-    SELECT weights.*, tilted.verified,
-           max(weights.log_weight) OVER (PARTITION BY weights.prompt_id) AS max_log_weight
-    FROM weights JOIN tilted USING (prompt_id, sample_idx)
-),
-weighted AS (
-    -- Sums of w / max(w), so weights far below 1e-154 (global or unnormalised schemes at tiny
-    -- beta) keep their ESS instead of squaring to 0.
-    SELECT
-        prompt_id,
-        any_value(max_log_weight) AS max_log_weight,
-        list_sum(list(exp(log_weight - max_log_weight) ORDER BY sample_idx)) AS scaled_sum,
-        list_sum(list(exp(2 * (log_weight - max_log_weight)) ORDER BY sample_idx))
-            AS scaled_square_sum,
-        list_sum(list(CASE WHEN verified AND reward >= (SELECT value FROM threshold)
-                           THEN exp(log_weight - max_log_weight) ELSE 0 END ORDER BY sample_idx))
-            AS scaled_success_sum
-    FROM weight_maxima
+        any_value(max_log_unnormalised_target) + ln(any_value(scaled_mass)) AS log_unnormalised_mass
+    FROM distinct_with_sums
     GROUP BY prompt_id
 )
 SELECT
@@ -93,7 +119,6 @@ SELECT
     log_unnormalised_mass - log_z AS log_support_mass,
     exp(log_unnormalised_mass - log_z) AS support_mass,
     $beta * (log_z - log_unnormalised_mass) AS support_price
-FROM partition_function
+FROM per_prompt
 JOIN support USING (prompt_id)
-JOIN weighted USING (prompt_id)
 ORDER BY prompt_id;

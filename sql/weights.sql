@@ -18,8 +18,13 @@ global_sum AS (
     WHERE normalisation = 'global'
 ),
 maxima AS (
+    -- Only the columns needed: a window holds every column it passes on (the token lists too).
     SELECT
-        tilted.*,
+        prompt_id,
+        sample_idx,
+        reward,
+        scheme_log_weight,
+        normalisation,
         max(scheme_log_weight) OVER prompt AS prompt_max,
         count(*) OVER prompt AS n,
         totals.global_max,

@@ -24,7 +24,8 @@ def weights_scale():
 @pytest.mark.parametrize("implementation", ["numpy_weights", "pandas_weights"])
 def test_the_benchmark_baselines_compute_the_sql_numbers(weights_scale, implementation, tmp_path):
     paths = weights_scale.write_rollouts(3_000, tmp_path, seed=3)
-    sql = weights_scale.sql_weights(*paths, memory_limit=None)
+    weights_scale.sql_weights(*paths, memory_limit=None)
+    sql = weights_scale.sql_numbers(tmp_path)
     theirs = getattr(weights_scale, implementation)(*paths)
     assert len(sql["weight"]) == 3_000 * weights_scale.SAMPLES
     assert set(theirs) == set(sql)

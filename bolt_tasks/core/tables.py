@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from bolt_tasks.core.storage import TableRef, write_table_atomic
 
 STRING, INT32, INT64, DOUBLE, BOOL = pa.string(), pa.int32(), pa.int64(), pa.float64(), pa.bool_()
+_DUCKDB_TYPES = {STRING: "VARCHAR", INT32: "INTEGER", INT64: "BIGINT", DOUBLE: "DOUBLE", BOOL: "BOOLEAN"}
 KEY = [("prompt_id", STRING), ("sample_idx", INT32)]
 
 
@@ -40,6 +42,21 @@ class TableSpec:
 
     def write(self, table: pa.Table, path: str | Path) -> TableRef:
         return write_table_atomic(self.conform(table), path)
+
+    def copy_from(self, connection, query: str, path: str | Path,
+                  parameters: dict | None = None) -> None:
+        """The rows of a DuckDB query written by DuckDB itself to `path`, cast to this schema: a
+        table too large for memory never passes through Python. Not atomic: write to a path
+        from storage.atomic_path."""
+        columns = ", ".join(f'CAST("{field.name}" AS {_DUCKDB_TYPES[field.type]}) AS "{field.name}"'
+                            for field in self.schema)
+        literal = str(path).replace("'", "''")
+        connection.execute(f"COPY (SELECT {columns} FROM ({query})) TO '{literal}' (FORMAT parquet)",
+                           parameters)
+        written = pq.read_schema(path)
+        if [(f.name, f.type) for f in written] != [(f.name, f.type) for f in self.schema]:
+            raise ValueError(f"{self.file_name}: DuckDB wrote {written}, not the registered "
+                             f"schema {self.schema} (bolt_tasks/core/tables.py)")
 
 
 def _spec(name: str, fields: list | pa.Schema, description: str, **options) -> TableSpec:

@@ -1,21 +1,22 @@
 """Weights stage: run sql/ in DuckDB over rollouts and rewards; write weights and prompt_stats.
 
-Python only passes parameters and moves Arrow tables; every weight, partition function and
-ESS is computed by the SQL files in sql/ (the package `bolt_sql`).
+Python only passes parameters and moves tables; every weight, partition function and ESS is
+computed by the SQL files in sql/ (the package `bolt_sql`). The stage has DuckDB write its
+Parquet files itself, so its memory is DuckDB's (bounded by its memory limit), whatever the
+number of rollouts.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 
 from bolt_tasks.core.caching import stage
 from bolt_tasks.core.config import MAX_ABS_REWARD, WeightingConfig
 from bolt_tasks.core.duck import connect, sql_text, view
 from bolt_tasks.core.errors import BoltInputError
-from bolt_tasks.core.storage import TableRef
+from bolt_tasks.core.storage import TableRef, atomic_path, file_digest
 from bolt_tasks.core.tables import PROMPT_STATS, WEIGHTS
 
 
@@ -41,25 +42,20 @@ def _check_rewards(connection, rewards_path: str, scheme: str) -> None:
         )
 
 
-def _check_finite(weights: pa.Table, weighting: WeightingConfig) -> None:
+def _check_finite(connection, weighting: WeightingConfig) -> None:
     """A NaN log-weight, or an infinite weight, would train a NaN policy: stop here instead."""
-    log_weight, weight = weights["log_weight"].to_numpy(), weights["weight"].to_numpy()
-    bad = np.flatnonzero(np.isnan(log_weight) | ~np.isfinite(weight))
-    if bad.size:
-        row = weights.slice(int(bad[0]), 1).to_pylist()[0]
+    [(count, prompt_id, sample_idx, reward)] = connection.sql(sql_text("invalid_weights")).fetchall()
+    if count:
         raise BoltInputError(
-            f"weights of {bad.size} rollouts are not finite (first: prompt {row['prompt_id']!r} "
-            f"sample {row['sample_idx']}, reward {row['reward']}) under scheme "
+            f"weights of {count} rollouts are not finite (first: prompt {prompt_id!r} "
+            f"sample {sample_idx}, reward {reward}) under scheme "
             f"{weighting.scheme!r} with beta={weighting.beta:g}, eta={weighting.eta}")
 
 
-def compute_weights(
-    rollouts: pa.Table | str, rewards: pa.Table | str, weighting: WeightingConfig,
-    connection=None,
-) -> tuple[pa.Table, pa.Table]:
-    """(weights, prompt_stats) for rollouts and rewards given as Arrow tables or Parquet paths;
-    `connection`: a DuckDB connection of the caller's (its memory limit, its threads)."""
-    connection = connection or connect()
+def _weigh(connection, rollouts: pa.Table | str, rewards: pa.Table | str,
+           weighting: WeightingConfig) -> str:
+    """Tables `tilted` and `weights` in `connection`; returns the prompt-statistics query.
+    Both tables stay in DuckDB, whose memory limit spills them to disk."""
     view(connection, "rollouts", rollouts)
     _rewards_view(connection, rewards)
     _check_rewards(
@@ -70,14 +66,27 @@ def compute_weights(
         {"beta": weighting.beta, "scheme": weighting.scheme, "rft_threshold": weighting.rft_threshold,
          "eta": weighting.eta, "alpha": weighting.alpha},
     )
-    weights = connection.sql(sql_text("weights")).to_arrow_table()
-    _check_finite(weights, weighting)
-    connection.register("weights", weights)
-    stats = connection.sql(
-        sql_text("prompt_stats"),
-        params={"beta": weighting.beta, "success_threshold": weighting.success_threshold},
-    ).to_arrow_table()
-    return weights, stats
+    connection.execute(f"CREATE TEMP TABLE weights AS {sql_text('weights')}")
+    _check_finite(connection, weighting)
+    return sql_text("prompt_stats")
+
+
+def _stats_parameters(weighting: WeightingConfig) -> dict:
+    return {"beta": weighting.beta, "success_threshold": weighting.success_threshold}
+
+
+def compute_weights(
+    rollouts: pa.Table | str, rewards: pa.Table | str, weighting: WeightingConfig,
+    connection=None,
+) -> tuple[pa.Table, pa.Table]:
+    """(weights, prompt_stats) for rollouts and rewards given as Arrow tables or Parquet paths;
+    `connection`: a DuckDB connection of the caller's (its memory limit, its threads)."""
+    connection = connection or connect()
+    stats_query = _weigh(connection, rollouts, rewards, weighting)
+    # weights.sql's ORDER BY is the table's insertion order, which a plain scan keeps.
+    weights = connection.table("weights").to_arrow_table()
+    stats = connection.sql(stats_query, params=_stats_parameters(weighting)).to_arrow_table()
+    return WEIGHTS.conform(weights), PROMPT_STATS.conform(stats)
 
 
 def summarize_prompt_stats(stats: pa.Table | str) -> dict:
@@ -89,10 +98,17 @@ def summarize_prompt_stats(stats: pa.Table | str) -> dict:
 
 def write_weights(
     rollouts_path: str, rewards_path: str, weighting: WeightingConfig,
-    weights_path: str | Path, stats_path: str | Path,
+    weights_path: str | Path, stats_path: str | Path, connection=None,
 ) -> tuple[TableRef, TableRef]:
-    weights, stats = compute_weights(rollouts_path, rewards_path, weighting)
-    return WEIGHTS.write(weights, weights_path), PROMPT_STATS.write(stats, stats_path)
+    """The weights and prompt statistics written by DuckDB straight to Parquet (at 100M
+    rollouts neither table need fit in memory), both or neither."""
+    connection = connection or connect()
+    stats_query = _weigh(connection, rollouts_path, rewards_path, weighting)
+    with atomic_path(weights_path) as weights_temp, atomic_path(stats_path) as stats_temp:
+        WEIGHTS.copy_from(connection, "SELECT * FROM weights", weights_temp)
+        PROMPT_STATS.copy_from(connection, stats_query, stats_temp, _stats_parameters(weighting))
+    return (TableRef(str(weights_path), file_digest(weights_path)),
+            TableRef(str(stats_path), file_digest(stats_path)))
 
 
 @stage("weights")
