@@ -31,7 +31,14 @@ from bolt_tasks.sampling.rollouts import sample_rollouts
 from bolt_tasks.stages.verifiers import score_rollouts
 from bolt_tasks.stages.weights import compute_weights
 
-Accuracy = Callable[[object], float]  # a model in memory -> held-out accuracy
+# A model in memory -> held-out accuracy, or a dict of measures with the race's own under
+# "accuracy" (the others are kept in the curve beside it).
+Accuracy = Callable[[object], "float | dict[str, float]"]
+
+
+def measure(accuracy: Accuracy, model) -> dict[str, float]:
+    value = accuracy(model)
+    return dict(value) if isinstance(value, dict) else {"accuracy": value}
 
 
 @dataclass(frozen=True)
@@ -57,7 +64,7 @@ def run_bolt(reference: str, prompts: pa.Table, accuracy: Accuracy, setting: Bol
              training: TrainingConfig, seed: int) -> list[dict]:
     """Refresh rounds until the budget is spent; one curve point per round."""
     model, _ = load_policy(reference, torch.device("cpu"))
-    curve = [{"seconds": 0.0, "accuracy": accuracy(model), "round": -1}]
+    curve = [{"seconds": 0.0, **measure(accuracy, model), "round": -1}]
     sampling = sampling.model_copy(update={"samples_per_prompt": setting.samples, "seed": seed})
     training = training.model_copy(update={"learning_rate": setting.learning_rate,
                                            "epochs": setting.epochs, "seed": seed})
@@ -82,7 +89,7 @@ def run_bolt(reference: str, prompts: pa.Table, accuracy: Accuracy, setting: Bol
         elapsed += time.perf_counter() - start
         for name, seconds in times.items():
             stage_totals[name] += seconds
-        curve.append({"seconds": elapsed, "accuracy": accuracy(model), "round": k,
+        curve.append({"seconds": elapsed, **measure(accuracy, model), "round": k,
                       "stage_seconds": dict(stage_totals)})
         print(f"  {setting.name} round {k}: {elapsed:.0f}s accuracy {curve[-1]['accuracy']:.3f} "
               f"({', '.join(f'{n} {s:.1f}s' for n, s in times.items())})", flush=True)
@@ -98,7 +105,7 @@ def run_grpo(reference: str, dataset, reward_function, accuracy: Accuracy, learn
     from trl import GRPOConfig, GRPOTrainer
 
     model, tokenizer = load_policy(reference, torch.device("cpu"))
-    curve = [{"seconds": 0.0, "accuracy": accuracy(model), "step": 0}]
+    curve = [{"seconds": 0.0, **measure(accuracy, model), "step": 0}]
 
     class Clock(TrainerCallback):
         """Counts optimisation time only; stops training at the budget."""
@@ -109,7 +116,7 @@ def run_grpo(reference: str, dataset, reward_function, accuracy: Accuracy, learn
         def on_step_end(self, args, state, control, **kwargs):
             if state.global_step % evaluate_every == 0:
                 self.elapsed += time.perf_counter() - self.started
-                curve.append({"seconds": self.elapsed, "accuracy": accuracy(kwargs["model"]),
+                curve.append({"seconds": self.elapsed, **measure(accuracy, kwargs["model"]),
                               "step": state.global_step})
                 print(f"  GRPO lr={learning_rate:g} step {state.global_step}: "
                       f"{self.elapsed:.0f}s accuracy {curve[-1]['accuracy']:.3f}", flush=True)
@@ -125,6 +132,12 @@ def run_grpo(reference: str, dataset, reward_function, accuracy: Accuracy, learn
                           processing_class=tokenizer, callbacks=[Clock()])
     trainer.train()
     return curve
+
+
+def judged_by(curves: dict[str, list[dict]], measure_name: str) -> dict[str, list[dict]]:
+    """The same curves with another of their measures as the accuracy."""
+    return {name: [dict(point, accuracy=point[measure_name]) for point in curve]
+            for name, curve in curves.items()}
 
 
 def time_to_reach(curve: list[dict], level: float) -> float | None:

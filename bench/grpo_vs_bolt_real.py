@@ -7,8 +7,10 @@ rounds run exactly the README command's configuration (bolt_cli's own parser rea
 except epochs: one per round, as refresh rounds refit often. GRPO: 8 prompts x 8
 generations a step, 16 new tokens, no KL term, its learning rate the recipe's, and the math
 verifier called in-process (BOLT's scoring pays for its worker processes). Held-out accuracy:
-greedy decoding on the held-out prompts, judged by the same verifier; the clock stops while
-it is measured.
+greedy decoding on the held-out prompts, judged by the same verifier and, apart, by whether the
+response's last number is the answer (math-verify credits a response that restates the
+problem); the clock stops while it is measured. Each judge gets its own table and plot, and
+each arm's greedy responses at its best evaluation are kept.
 
     bash scripts/install.sh --real && pip install -e ".[grpo]"
     python bench/grpo_vs_bolt_real.py --runs-dir runs [--budget-seconds 900]
@@ -21,9 +23,10 @@ import json
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pyarrow.compute as pc
 import torch
-from e4_race import BoltSetting, run_bolt, run_grpo, summarize, write_results
+from e4_race import BoltSetting, judged_by, run_bolt, run_grpo, summarize, write_results
 
 from bolt_cli.main import parser as bolt_parser
 from bolt_cli.options import build_config
@@ -32,7 +35,7 @@ from bolt_tasks.policy.model_files import converted_model
 from bolt_tasks.policy.modeling import load_tokenizer
 from bolt_tasks.sampling.decode import decode_responses, generate
 from bolt_tasks.sampling.rollouts import render_task_prompts
-from bolt_tasks.stages.answer_checks import math_verifier
+from bolt_tasks.stages.answer_checks import gsm8k_verifier, math_verifier
 from bolt_tasks.stages.prompt_files import build_prompts
 from bolt_tasks.stages.verifiers import prompt_rows, score_responses
 
@@ -49,9 +52,11 @@ README_RECIPE = [
 
 
 class GreedyAccuracy:
-    """Share of held-out prompts whose greedy response the task's verifier accepts. Keeps the
-    responses of the best evaluation since `reset()`, so a reader can see what was credited
-    (math-verify also accepts a response that only restates the problem)."""
+    """Share of held-out prompts whose greedy response the task's verifier accepts
+    ("accuracy"), and the share whose last number is the answer ("last_number_accuracy", the
+    project's gsm8k verifier): math-verify reads a response's last expression, so it also
+    accepts one that only restates the problem ("... 6 + 3"). Keeps the responses of the best
+    evaluation since `reset()`, so a reader can see what was credited."""
 
     def __init__(self, heldout, tokenizer, config):
         self.rows, self.tokenizer, self.config = prompt_rows(heldout), tokenizer, config
@@ -61,7 +66,7 @@ class GreedyAccuracy:
     def reset(self) -> None:
         self.best_accuracy, self.best_examples = -1.0, []
 
-    def __call__(self, model) -> float:
+    def __call__(self, model) -> dict[str, float]:
         was_training = model.training
         model.eval()
         generations = generate(model, self.tokenizer, self.prompt_ids, 0.0,
@@ -72,13 +77,16 @@ class GreedyAccuracy:
         items = [(row["prompt"], row["answer"], response, reason, row["metadata"])
                  for row, response, reason in zip(self.rows, responses, generations.finish_reasons)]
         rewards, _ = score_responses(items, self.config.task, "score greedy held-out")
+        last_number = [gsm8k_verifier(row["prompt"], row["answer"], response, reason)
+                       for row, response, reason in zip(self.rows, responses, generations.finish_reasons)]
         accuracy = float((rewards >= 1.0).mean())
         if accuracy > self.best_accuracy:
             self.best_accuracy = accuracy
-            self.best_examples = [{"prompt": row["prompt"], "answer": row["answer"],
-                                   "response": response, "reward": float(reward)}
-                                  for row, response, reward in zip(self.rows, responses, rewards)]
-        return accuracy
+            self.best_examples = [
+                {"prompt": row["prompt"], "answer": row["answer"], "response": response,
+                 "reward": float(reward), "last_number_reward": strict}
+                for row, response, reward, strict in zip(self.rows, responses, rewards, last_number)]
+        return {"accuracy": accuracy, "last_number_accuracy": float(np.mean(last_number))}
 
 
 def main() -> None:
@@ -87,7 +95,7 @@ def main() -> None:
     parser.add_argument("--budget-seconds", type=float, default=900.0, help="per arm")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--grpo-learning-rate", type=float, default=2e-5)
-    parser.add_argument("--evaluate-every", type=int, default=10, help="GRPO steps between evaluations")
+    parser.add_argument("--evaluate-every", type=int, default=5, help="GRPO steps between evaluations")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     config = build_config(bolt_parser().parse_args(README_RECIPE + ["--runs-dir", args.runs_dir]))
@@ -121,18 +129,23 @@ def main() -> None:
                                        Path(scratch) / "bolt", config.task, config.sampling,
                                        config.training, args.seed)}
         examples["bolt"] = accuracy.best_examples
-    summary = summarize(bolt, grpo, [0.5, 0.6], args.budget_seconds)
-    summary |= {"seed": args.seed, "budget_seconds": args.budget_seconds,
-                "reference_accuracy": bolt[setting.name][0]["accuracy"]}
-    write_results(runs.experiment("e4"), "e4_real", bolt, grpo, summary, [setting],
-                  "E4 (SmolLM2-135M-Instruct, chain_sum): BOLT refresh rounds vs GRPO (TRL)",
-                  "held-out greedy accuracy (math verifier)")
+    for prefix, measure_name, label in (
+            ("e4_real", "accuracy", "held-out greedy accuracy (math verifier, trained on)"),
+            ("e4_real_last_number", "last_number_accuracy",
+             "held-out greedy accuracy (last number = answer)")):
+        bolt_curves, grpo_curves = judged_by(bolt, measure_name), judged_by(grpo, measure_name)
+        summary = summarize(bolt_curves, grpo_curves, [0.5, 0.6], args.budget_seconds)
+        summary |= {"seed": args.seed, "budget_seconds": args.budget_seconds, "judge": label,
+                    "reference_accuracy": bolt_curves[setting.name][0]["accuracy"]}
+        write_results(runs.experiment("e4"), prefix, bolt_curves, grpo_curves, summary, [setting],
+                      "E4 (SmolLM2-135M-Instruct, chain_sum): BOLT refresh rounds vs GRPO (TRL)", label)
     examples_path = runs.experiment("e4") / "e4_real_best_responses.json"
     examples_path.write_text(json.dumps(examples, indent=1))
     for arm, rows in examples.items():
         print(f"{arm}: greedy responses at its best evaluation ({examples_path}):")
         for row in rows[:6]:
-            print(f"  {row['prompt']!r} -> {row['response']!r} (answer {row['answer']}, reward {row['reward']:g})")
+            print(f"  {row['prompt']!r} -> {row['response']!r} (answer {row['answer']}, "
+                  f"reward {row['reward']:g}, last number right {row['last_number_reward']:g})")
 
 
 if __name__ == "__main__":

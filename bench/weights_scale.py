@@ -7,10 +7,13 @@ rewards, log-probs. Every implementation reads the same two Parquet files and co
 weights and the per-prompt statistics (log Zhat, ESS, coverage, target success, distinct
 responses, stored-support mass and price), each in its own process, so its peak memory is its
 own (ru_maxrss). numpy and pandas hold their results in memory; the SQL, as the stage does,
-writes them to Parquet (its time includes that write). numpy and pandas are checked against the SQL's numbers before any figure is
-printed. Then the SQL alone at --large-rows under a DuckDB memory limit (it spills to disk).
+writes them to Parquet (its time includes that write). numpy and pandas are checked against
+the SQL's numbers before any figure is printed. The SQL runs twice at --rows: with DuckDB's default memory limit (80% of RAM) and
+under --rows-memory-limit. Then the SQL alone at --large-rows under --memory-limit (it spills
+to disk).
 
-    python bench/weights_scale.py [--rows 10000000] [--large-rows 100000000] [--memory-limit 4GB]
+    python bench/weights_scale.py [--rows 10000000] [--rows-memory-limit 1GB]
+                                  [--large-rows 100000000] [--memory-limit 4GB]
 """
 
 from __future__ import annotations
@@ -273,7 +276,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--large-rows", type=int, default=100_000_000, help="0: skip")
-    parser.add_argument("--memory-limit", default="4GB")
+    parser.add_argument("--rows-memory-limit", default="1GB",
+                        help="DuckDB's limit for the SQL's second run at --rows")
+    parser.add_argument("--memory-limit", default="4GB", help="DuckDB's limit at --large-rows")
     parser.add_argument("--worker-memory-limit", help=argparse.SUPPRESS)
     parser.add_argument("--scratch", default=None, help="where the Parquet files go (default: a temp dir)")
     parser.add_argument("--out", default="bench-results/weights_scale.json")
@@ -293,12 +298,20 @@ def main() -> None:
         for implementation in ("sql", "numpy", "pandas"):
             report[implementation] = measure(implementation, work)
             print(f"  {implementation:6s} {report[implementation]}", flush=True)
+        limited = dict(measure("sql", work, args.rows_memory_limit), duckdb_memory_limit=args.rows_memory_limit)
+        report["sql_memory_limited"] = limited
+        print(f"  sql under {args.rows_memory_limit}: {limited}", flush=True)
         report["largest_relative_difference"] = check_agreement(work)
         report["sql_over_numpy_time"] = round(report["sql"]["seconds"] / report["numpy"]["seconds"], 2)
         report["sql_over_pandas_peak_memory"] = round(
             report["sql"]["peak_rss_gib"] / report["pandas"]["peak_rss_gib"], 2)
+        report["sql_memory_limited_over_numpy_time"] = round(limited["seconds"] / report["numpy"]["seconds"], 2)
+        report["sql_memory_limited_over_pandas_peak_memory"] = round(
+            limited["peak_rss_gib"] / report["pandas"]["peak_rss_gib"], 2)
         print(f"SQL / numpy time {report['sql_over_numpy_time']}x, SQL / pandas peak memory "
-              f"{report['sql_over_pandas_peak_memory']}x, numbers agree within "
+              f"{report['sql_over_pandas_peak_memory']}x; under {args.rows_memory_limit}: "
+              f"{report['sql_memory_limited_over_numpy_time']}x and "
+              f"{report['sql_memory_limited_over_pandas_peak_memory']}x; numbers agree within "
               f"{report['largest_relative_difference']:.1e}", flush=True)
     if args.large_rows:
         with tempfile.TemporaryDirectory(dir=args.scratch) as scratch:

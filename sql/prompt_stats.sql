@@ -11,11 +11,11 @@
 --   support_price  beta * log(1 / pi*(S_N|x)): the part of the one-shot gap epochs cannot remove
 -- Parameters: $beta, $success_threshold (NULL: the top verified reward of the whole table).
 -- Tables used: tilted (sql/log_tilt.sql), weights (sql/weights.sql).
--- Every sum in this file runs over a whole-partition window frame in a fixed order, then a
--- GROUP BY picks one copy: rows leave a join or GROUP BY in an order that varies between runs, and
--- so would the last bit of a plain sum(). (A list aggregate with ORDER BY fixes the order too,
--- but keeps every group's list in memory: it ran out of a 4 GB limit at 100M rollouts, where
--- windows spill to disk.)
+-- Every sum here is exact (docs/DESIGN.md, "Exact sums", and sql/weights.sql): its terms are
+-- scaled into [-1, 1] with the largest magnitude 1 (exp(x - max x), or a reward over a power of
+-- two at least as large as the prompt's largest), then added as integers round(term * 2^96)
+-- in a HUGEINT. The same bits in any row order and with any number of threads, with no sort
+-- and no list per group (ordered list aggregates ran out of a 4 GB limit at 100M rollouts).
 WITH threshold AS (
     SELECT coalesce(CAST($success_threshold AS DOUBLE), max(reward) FILTER (WHERE verified)) AS value
     FROM tilted
@@ -23,55 +23,54 @@ WITH threshold AS (
 joined AS (
     SELECT
         tilted.prompt_id,
-        tilted.sample_idx,
         tilted.reward,
         tilted.log_tilt,
         weights.log_weight,
         tilted.verified AND tilted.reward >= (SELECT value FROM threshold) AS success
     FROM tilted JOIN weights USING (prompt_id, sample_idx)
 ),
-with_maxima AS (
-    SELECT
-        *,
-        max(log_tilt) OVER prompt AS max_log_tilt,
-        max(log_weight) OVER prompt AS max_log_weight
-    FROM joined
-    WINDOW prompt AS (PARTITION BY prompt_id)
-),
-with_sums AS (
-    -- Sums of w / max(w), so weights far below 1e-154 (global or unnormalised schemes at tiny
-    -- beta) keep their ESS instead of squaring to 0.
-    SELECT
-        prompt_id,
-        max_log_tilt,
-        max_log_weight,
-        success,
-        sum(reward) OVER prompt_in_order AS reward_sum,
-        sum(exp(log_tilt - max_log_tilt)) OVER prompt_in_order AS scaled_tilt_sum,
-        sum(exp(log_weight - max_log_weight)) OVER prompt_in_order AS scaled_sum,
-        sum(exp(2 * (log_weight - max_log_weight))) OVER prompt_in_order AS scaled_square_sum,
-        sum(CASE WHEN success THEN exp(log_weight - max_log_weight) ELSE 0 END)
-            OVER prompt_in_order AS scaled_success_sum
-    FROM with_maxima
-    WINDOW prompt_in_order AS (
-        PARTITION BY prompt_id ORDER BY sample_idx
-        ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
-),
-per_prompt AS (
+maxima AS (
     SELECT
         prompt_id,
         count(*) AS n,
-        any_value(reward_sum) / count(*) AS mean_reward,
-        any_value(max_log_tilt) + ln(any_value(scaled_tilt_sum)) - ln(count(*)) AS log_z,
-        coalesce(bool_or(success), false) AS covered,
-        any_value(max_log_weight) AS max_log_weight,
-        any_value(scaled_sum) AS scaled_sum,
-        any_value(scaled_square_sum) AS scaled_square_sum,
-        any_value(scaled_success_sum) AS scaled_success_sum
-    FROM with_sums
+        max(log_tilt) AS max_log_tilt,
+        max(log_weight) AS max_log_weight,
+        max(log_weight) FILTER (WHERE success) AS max_success_log_weight,
+        -- 2^k >= the largest |reward| (at least 1), so reward / 2^k is exact and in [-1, 1]
+        pow(2, greatest(0, ceil(log2(max(abs(reward)))))) AS reward_scale,
+        coalesce(bool_or(success), false) AS covered
+    FROM joined
     GROUP BY prompt_id
 ),
-distinct_responses AS (
+sums AS (
+    -- A term that is not a number in [-1, 1] (a prompt whose every weight is 0: max -inf)
+    -- adds 0; the CASE below reports such prompts as the float sums did.
+    SELECT
+        prompt_id,
+        any_value(n) AS n,
+        any_value(max_log_tilt) AS max_log_tilt,
+        any_value(max_log_weight) AS max_log_weight,
+        any_value(max_success_log_weight) AS max_success_log_weight,
+        any_value(covered) AS covered,
+        CAST(sum(CAST(reward / reward_scale * pow(2, 96) AS HUGEINT)) AS DOUBLE) / pow(2, 96)
+            * any_value(reward_scale) AS reward_sum,
+        CAST(sum(CAST(exp(log_tilt - max_log_tilt) * pow(2, 96) AS HUGEINT)) AS DOUBLE)
+            / pow(2, 96) AS scaled_tilt_sum,
+        CAST(sum(CASE WHEN isfinite(max_log_weight)
+                      THEN CAST(exp(log_weight - max_log_weight) * pow(2, 96) AS HUGEINT)
+                      ELSE 0 END) AS DOUBLE) / pow(2, 96) AS scaled_sum,
+        CAST(sum(CASE WHEN isfinite(max_log_weight)
+                      THEN CAST(exp(2 * (log_weight - max_log_weight)) * pow(2, 96) AS HUGEINT)
+                      ELSE 0 END) AS DOUBLE) / pow(2, 96) AS scaled_square_sum,
+        -- successes' weights over their own maximum: relative to the prompt's largest weight
+        -- they can be far below 2^-96 (an importance ratio of e^60), and keep their digits
+        CAST(sum(CASE WHEN success AND isfinite(max_success_log_weight)
+                      THEN CAST(exp(log_weight - max_success_log_weight) * pow(2, 96) AS HUGEINT)
+                      ELSE 0 END) AS DOUBLE) / pow(2, 96) AS scaled_success_sum
+    FROM joined JOIN maxima USING (prompt_id)
+    GROUP BY prompt_id
+),
+distinct_responses AS MATERIALIZED (
     -- A response sampled twice was scored twice, at different batch positions, so its
     -- log-probs may differ in the last bits: min() picks one the same way every run.
     SELECT
@@ -80,45 +79,38 @@ distinct_responses AS (
     FROM tilted
     GROUP BY prompt_id, response_token_ids
 ),
-distinct_with_maxima AS (
-    SELECT
-        *,
-        max(log_unnormalised_target) OVER (PARTITION BY prompt_id) AS max_log_unnormalised_target
+distinct_maxima AS (
+    SELECT prompt_id, max(log_unnormalised_target) AS max_log_unnormalised_target
     FROM distinct_responses
-),
-distinct_with_sums AS (
-    -- In ascending order of the terms: distinct responses have no index to order them by, and
-    -- equal terms add up the same whichever comes first.
-    SELECT
-        prompt_id,
-        max_log_unnormalised_target,
-        sum(exp(log_unnormalised_target - max_log_unnormalised_target)) OVER (
-            PARTITION BY prompt_id ORDER BY log_unnormalised_target
-            ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS scaled_mass
-    FROM distinct_with_maxima
+    GROUP BY prompt_id
 ),
 support AS (
     SELECT
         prompt_id,
         count(*) AS distinct_responses,
-        any_value(max_log_unnormalised_target) + ln(any_value(scaled_mass)) AS log_unnormalised_mass
-    FROM distinct_with_sums
+        any_value(max_log_unnormalised_target)
+            + ln(CAST(sum(CAST(exp(log_unnormalised_target - max_log_unnormalised_target)
+                               * pow(2, 96) AS HUGEINT)) AS DOUBLE) / pow(2, 96))
+            AS log_unnormalised_mass
+    FROM distinct_responses JOIN distinct_maxima USING (prompt_id)
     GROUP BY prompt_id
 )
 SELECT
     prompt_id,
     n,
-    mean_reward,
-    log_z,
+    reward_sum / n AS mean_reward,
+    max_log_tilt + ln(scaled_tilt_sum) - ln(n) AS log_z,
     CASE WHEN isinf(max_log_weight) THEN 0 ELSE pow(scaled_sum, 2) / scaled_square_sum END AS ess,
     CASE WHEN isinf(max_log_weight) THEN 0 ELSE pow(scaled_sum, 2) / scaled_square_sum END / n
         AS ess_fraction,
     covered,
-    CASE WHEN NOT isinf(max_log_weight) THEN scaled_success_sum / scaled_sum END AS target_success,
+    CASE WHEN NOT isinf(max_log_weight) THEN
+        coalesce(exp(max_success_log_weight - max_log_weight) * scaled_success_sum / scaled_sum, 0)
+    END AS target_success,
     distinct_responses,
-    log_unnormalised_mass - log_z AS log_support_mass,
-    exp(log_unnormalised_mass - log_z) AS support_mass,
-    $beta * (log_z - log_unnormalised_mass) AS support_price
-FROM per_prompt
+    log_unnormalised_mass - (max_log_tilt + ln(scaled_tilt_sum) - ln(n)) AS log_support_mass,
+    exp(log_unnormalised_mass - (max_log_tilt + ln(scaled_tilt_sum) - ln(n))) AS support_mass,
+    $beta * ((max_log_tilt + ln(scaled_tilt_sum) - ln(n)) - log_unnormalised_mass) AS support_price
+FROM sums
 JOIN support USING (prompt_id)
 ORDER BY prompt_id;

@@ -4,50 +4,52 @@
 --   global:  log w_i = s_i - logsumexp_all(s_j) + log N_total    (weights average 1 overall)
 --   none:    log w_i = s_i
 -- Tables used: tilted. One row per (prompt_id, sample_idx).
+--
+-- Exact sums (docs/DESIGN.md, "Exact sums"): every term exp(s - max) lies in [0, 1] and the
+-- largest is 1, so each is added as the integer round(term * 2^96) in a HUGEINT. Integer sums
+-- are exact, hence the same bits in any order and with any number of threads (a float sum()
+-- changes its last bit with the order rows arrive in), and need neither a sort nor a list per
+-- group. A term below 2^-96 (it adds nothing to a sum >= 1 in float64) counts as 0.
 WITH totals AS (
     SELECT max(scheme_log_weight) AS global_max, count(*) AS n_total FROM tilted
 ),
 global_sum AS (
     -- Only the 'global' normalisation reads it (the WHERE leaves nothing to sum otherwise).
-    -- An aggregate, not a window over all rows: such a window holds the whole table in one
-    -- partition, in memory, and ran out of a 4 GB limit at 100M rollouts. Summed in a fixed
-    -- order (the rows arrive in an order that can vary between runs, and so would the last bit).
-    SELECT list_sum(list(exp(scheme_log_weight - totals.global_max) ORDER BY prompt_id, sample_idx))
-        AS scaled_total
+    SELECT CAST(sum(CAST(exp(scheme_log_weight - totals.global_max) * pow(2, 96) AS HUGEINT))
+                AS DOUBLE) / pow(2, 96) AS scaled_total
     FROM tilted, totals
     WHERE normalisation = 'global'
 ),
-maxima AS (
-    -- Only the columns needed: a window holds every column it passes on (the token lists too).
+prompt_maxima AS (
+    SELECT prompt_id, max(scheme_log_weight) AS prompt_max, count(*) AS n
+    FROM tilted
+    GROUP BY prompt_id
+),
+prompt_sums AS (
+    -- A prompt whose every log-weight is -inf (or NaN) adds 0 and gets NaN weights, which the
+    -- stage then reports.
     SELECT
         prompt_id,
-        sample_idx,
-        reward,
-        scheme_log_weight,
-        normalisation,
-        max(scheme_log_weight) OVER prompt AS prompt_max,
-        count(*) OVER prompt AS n,
-        totals.global_max,
-        totals.n_total
-    FROM tilted, totals
-    WINDOW prompt AS (PARTITION BY prompt_id)
+        CAST(sum(CASE WHEN isfinite(prompt_max) AND NOT isnan(scheme_log_weight)
+                      THEN CAST(exp(scheme_log_weight - prompt_max) * pow(2, 96) AS HUGEINT)
+                      ELSE 0 END) AS DOUBLE) / pow(2, 96) AS scaled_prompt_sum
+    FROM tilted JOIN prompt_maxima USING (prompt_id)
+    WHERE normalisation = 'prompt'
+    GROUP BY prompt_id
 ),
 normalised AS (
     SELECT
         *,
-        -- The per-prompt sum runs over the rows in a fixed order too (a whole-partition frame
-        -- ordered by sample).
         CASE normalisation
-            WHEN 'prompt' THEN scheme_log_weight - prompt_max
-                - ln(sum(exp(scheme_log_weight - prompt_max)) OVER (
-                    PARTITION BY prompt_id ORDER BY sample_idx
-                    ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING))
-                + ln(n)
+            WHEN 'prompt' THEN scheme_log_weight - prompt_max - ln(scaled_prompt_sum) + ln(n)
             WHEN 'global' THEN scheme_log_weight - global_max
                 - ln((SELECT scaled_total FROM global_sum)) + ln(n_total)
             ELSE scheme_log_weight
         END AS log_weight
-    FROM maxima
+    FROM tilted
+    CROSS JOIN totals
+    JOIN prompt_maxima USING (prompt_id)
+    LEFT JOIN prompt_sums USING (prompt_id)
 )
 SELECT prompt_id, sample_idx, reward, log_weight, exp(log_weight) AS weight
 FROM normalised

@@ -362,3 +362,24 @@ def test_single_sample_prompt_has_weight_one():
     assert weights_rows[0]["weight"] == 1.0 and weights_rows[0]["log_weight"] == 0.0
     assert stats["one"]["ess"] == 1.0 and stats["one"]["n"] == 1
     assert _relative_error(stats["one"]["log_z"], 300.0 + 7.0) <= 1e-12
+
+
+def test_sums_are_exact_where_a_float_sum_is_not():
+    """The SQL's sums are exact integer sums (sql/weights.sql): 1e6 + 1e-3 - 1e6 summed in
+    float64 loses the 1e-3's digits from the 8th on (order-dependent); here all survive."""
+    columns = hand_columns({"cancel": [1e6, 1e-3, -1e6]})
+    _, stats = run_sql(columns, 0.5)
+    assert _relative_error(stats["cancel"]["mean_reward"], 1e-3 / 3) <= 1e-15
+    assert abs(((1e6 + 1e-3) - 1e6) / 3 - 1e-3 / 3) > 1e-12  # what float summation gives
+
+
+def test_target_success_keeps_successes_far_below_the_top_weight():
+    """A success whose weight is e^-100 of the prompt's top one (an importance ratio), far below
+    the 2^-96 resolution of a sum scaled by the top weight: summed on its own scale."""
+    columns = hand_columns({"far": [1.0, 0.0, 0.0]}, sampler_shift={"far": [100.0, 0.0, 0.0]})
+    rollouts, rewards = arrow_tables(columns, np.random.default_rng(1))
+    _, stats = compute_weights(rollouts, rewards, WeightingConfig(beta=1.0, success_threshold=1.0))
+    log_tilt = columns["reward"] / 1.0 + columns["reference_logprob"] - columns["sampler_logprob"]
+    expected = math.exp(log_tilt[0] - _logsumexp(log_tilt))
+    assert 1e-45 < expected < 1e-40
+    assert _relative_error(stats.to_pylist()[0]["target_success"], expected) <= 1e-12
