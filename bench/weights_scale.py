@@ -8,11 +8,12 @@ weights and the per-prompt statistics (log Zhat, ESS, coverage, target success, 
 responses, stored-support mass and price), each in its own process, so its peak memory is its
 own (ru_maxrss). numpy and pandas hold their results in memory; the SQL, as the stage does,
 writes them to Parquet (its time includes that write). numpy and pandas are checked against
-the SQL's numbers before any figure is printed. The SQL runs twice at --rows: with DuckDB's default memory limit (80% of RAM) and
-under --rows-memory-limit. Then the SQL alone at --large-rows under --memory-limit (it spills
+the SQL's numbers before any figure is printed. The SQL runs twice at --rows: with DuckDB's
+default memory limit (80% of RAM), and under --rows-memory-limit, set as a user would, through
+BOLT_DUCKDB_MEMORY_LIMIT. Then the SQL alone at --large-rows under --memory-limit (it spills
 to disk).
 
-    python bench/weights_scale.py [--rows 10000000] [--rows-memory-limit 1GB]
+    python bench/weights_scale.py [--rows 10000000] [--rows-memory-limit 1.5GB]
                                   [--large-rows 100000000] [--memory-limit 4GB]
 """
 
@@ -204,12 +205,13 @@ def sql_weights(rollouts_path: Path, rewards_path: Path, memory_limit: str | Non
     """The weights stage's own path: DuckDB reads the Parquet files and writes its two tables
     to Parquet (sql_weights.parquet, sql_stats.parquet beside the inputs)."""
     from bolt_tasks.core.config import WeightingConfig
-    from bolt_tasks.core.duck import connect
+    from bolt_tasks.core.duck import MEMORY_LIMIT_VARIABLE, connect
     from bolt_tasks.stages.weights import write_weights
 
+    if memory_limit:  # the setting a user would make
+        os.environ[MEMORY_LIMIT_VARIABLE] = memory_limit
     connection = connect()
     if memory_limit:
-        connection.execute(f"SET memory_limit = '{memory_limit}'")
         connection.execute(f"SET temp_directory = '{rollouts_path.parent / 'duckdb-spill'}'")
     write_weights(str(rollouts_path), str(rewards_path), WeightingConfig(beta=BETA),
                   rollouts_path.parent / "sql_weights.parquet",
@@ -276,7 +278,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--large-rows", type=int, default=100_000_000, help="0: skip")
-    parser.add_argument("--rows-memory-limit", default="1GB",
+    parser.add_argument("--rows-memory-limit", default="1.5GB",
                         help="DuckDB's limit for the SQL's second run at --rows")
     parser.add_argument("--memory-limit", default="4GB", help="DuckDB's limit at --large-rows")
     parser.add_argument("--worker-memory-limit", help=argparse.SUPPRESS)

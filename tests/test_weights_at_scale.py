@@ -12,7 +12,8 @@ import pytest
 from test_weights_sql import arrow_tables, make_tables
 
 from bolt_tasks.core.config import WeightingConfig
-from bolt_tasks.core.duck import connect
+from bolt_tasks.core.duck import MEMORY_LIMIT_VARIABLE, connect
+from bolt_tasks.core.errors import BoltInputError
 from bolt_tasks.core.tables import PROMPT_STATS, WEIGHTS
 from bolt_tasks.stages.weights import compute_weights, write_weights
 
@@ -89,15 +90,18 @@ def _write_inputs(directory) -> tuple[str, str]:
 
 
 @pytest.mark.slow
-def test_the_weights_stage_spills_and_finishes_under_a_memory_limit(tmp_path):
+def test_the_weights_stage_spills_and_finishes_under_a_memory_limit(tmp_path, monkeypatch):
     """With the per-prompt sums as ordered list aggregates, which DuckDB keeps in memory, this
     ran out of the limit."""
     inputs = _write_inputs(tmp_path)
     outputs = {}
     for limit in (MEMORY_LIMIT, None):
+        if limit:
+            monkeypatch.setenv(MEMORY_LIMIT_VARIABLE, limit)
+        else:
+            monkeypatch.delenv(MEMORY_LIMIT_VARIABLE, raising=False)
         connection = connect()
         if limit:
-            connection.execute(f"SET memory_limit = '{limit}'")
             connection.execute(f"SET temp_directory = '{tmp_path / 'spill'}'")
         paths = tmp_path / f"weights-{limit}.parquet", tmp_path / f"stats-{limit}.parquet"
         write_weights(*inputs, WeightingConfig(beta=0.5), *paths, connection=connection)
@@ -106,3 +110,12 @@ def test_the_weights_stage_spills_and_finishes_under_a_memory_limit(tmp_path):
     assert limited[0].num_rows == ROWS and limited[1].num_rows == ROWS // 8
     assert limited[0].equals(unlimited[0]) and limited[1].equals(unlimited[1])
     assert 1 < limited[1]["distinct_responses"].to_numpy().mean() < 8
+
+
+def test_the_memory_limit_variable_sets_duckdbs_limit_or_says_what_is_wrong(monkeypatch):
+    default = connect().sql("SELECT current_setting('memory_limit')").fetchall()
+    monkeypatch.setenv(MEMORY_LIMIT_VARIABLE, "1.5GB")
+    assert connect().sql("SELECT current_setting('memory_limit')").fetchall() == [("1.3 GiB",)] != default
+    monkeypatch.setenv(MEMORY_LIMIT_VARIABLE, "lots")
+    with pytest.raises(BoltInputError, match="BOLT_DUCKDB_MEMORY_LIMIT='lots'"):
+        connect()

@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
+from bolt_tasks.core.errors import BoltInputError
+
+
+MEMORY_LIMIT_VARIABLE = "BOLT_DUCKDB_MEMORY_LIMIT"
+
 
 def connect() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB. BOLT_DUCKDB_MEMORY_LIMIT (e.g. 1.5GB; DuckDB's default is 80% of
+    RAM) bounds its memory; beyond it DuckDB spills to its temp_directory (.tmp in the working
+    directory). A setting, not a config field: it changes no number, so no cache key."""
     connection = duckdb.connect()
     connection.execute("SET enable_progress_bar = false")
+    limit = os.environ.get(MEMORY_LIMIT_VARIABLE)
+    if limit:
+        try:
+            connection.execute("SET memory_limit = ?", [limit])
+        except duckdb.Error as error:
+            raise BoltInputError(f"{MEMORY_LIMIT_VARIABLE}={limit!r}: {error}") from None
     return connection
 
 
