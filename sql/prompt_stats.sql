@@ -94,12 +94,15 @@ support AS (
             AS log_unnormalised_mass
     FROM distinct_responses JOIN distinct_maxima USING (prompt_id)
     GROUP BY prompt_id
+),
+partition_function AS (
+    SELECT *, max_log_tilt + ln(scaled_tilt_sum) - ln(n) AS log_z FROM sums
 )
 SELECT
     prompt_id,
     n,
     reward_sum / n AS mean_reward,
-    max_log_tilt + ln(scaled_tilt_sum) - ln(n) AS log_z,
+    log_z,
     CASE WHEN isinf(max_log_weight) THEN 0 ELSE pow(scaled_sum, 2) / scaled_square_sum END AS ess,
     CASE WHEN isinf(max_log_weight) THEN 0 ELSE pow(scaled_sum, 2) / scaled_square_sum END / n
         AS ess_fraction,
@@ -108,9 +111,9 @@ SELECT
         coalesce(exp(max_success_log_weight - max_log_weight) * scaled_success_sum / scaled_sum, 0)
     END AS target_success,
     distinct_responses,
-    log_unnormalised_mass - (max_log_tilt + ln(scaled_tilt_sum) - ln(n)) AS log_support_mass,
-    exp(log_unnormalised_mass - (max_log_tilt + ln(scaled_tilt_sum) - ln(n))) AS support_mass,
-    $beta * ((max_log_tilt + ln(scaled_tilt_sum) - ln(n)) - log_unnormalised_mass) AS support_price
-FROM sums
+    log_unnormalised_mass - log_z AS log_support_mass,
+    exp(log_unnormalised_mass - log_z) AS support_mass,
+    $beta * (log_z - log_unnormalised_mass) AS support_price
+FROM partition_function
 JOIN support USING (prompt_id)
 ORDER BY prompt_id;
