@@ -48,7 +48,7 @@ def _large_random_tables(rows: int, seed: int) -> tuple[pa.Table, pa.Table]:
 
 @pytest.mark.slow
 def test_the_numbers_keep_every_bit_whatever_the_threads():
-    """Every sum runs in a fixed order: one thread or two, the same bits. At this size a plain
+    """Every sum is an exact integer sum: one thread or two, the same bits. At this size a plain
     sum() over the joined rows differs in the last bit between one and two threads for about a
     third of the prompts (checked by putting one into sql/prompt_stats.sql: this test failed)."""
     rollouts, rewards = _large_random_tables(1_000_000, seed=5)
