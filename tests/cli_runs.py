@@ -39,3 +39,15 @@ def session_processes(session_id: int) -> list[psutil.Process]:
         except (ProcessLookupError, psutil.NoSuchProcess, PermissionError):
             continue
     return found
+
+
+def session_commands(session_id: int) -> list[str]:
+    """The command lines of session `session_id`'s live processes. A process can exit between
+    being listed and being read; it is left out, as it is no longer running."""
+    commands = []
+    for process in session_processes(session_id):
+        try:
+            commands.append(" ".join(process.cmdline()))
+        except psutil.NoSuchProcess:  # ZombieProcess included: it exited after being listed
+            continue
+    return commands

@@ -17,7 +17,7 @@ import mlflow
 import pytest
 
 from bolt_tasks.core.catalogue import RunsDirectory
-from cli_runs import session_processes
+from cli_runs import session_commands, session_processes
 
 TINY = ["--set", "reference.steps=60", "--set", "reference.batch_size=32",
         "--train-prompts", "24", "--set", "task.heldout_prompts=16",
@@ -140,13 +140,13 @@ def test_sigterm_stops_serve_and_the_flow_runs_it_started(served):
     serving = served["serving"]
     # The 20 s refresh schedule keeps a flow run going in a subprocess of `bolt serve`.
     wait_for(lambda: len(session_processes(serving.pid)) > 1, 300, "a served flow run in progress")
-    started = [" ".join(p.cmdline()) for p in session_processes(serving.pid)]
+    started = session_commands(serving.pid)
     os.kill(serving.pid, signal.SIGTERM)  # `kill PID`: the main process only
     # Prefect's runner gives a flow run it cancels up to 30 s to exit before SIGKILL.
     deadline = time.time() + 40
     while session_processes(serving.pid) and time.time() < deadline:
         time.sleep(0.2)
-    left = [" ".join(p.cmdline()) for p in session_processes(serving.pid)]
+    left = session_commands(serving.pid)
     assert not left, (f"left 40 s after SIGTERM: {left}; started: {started}; serve log: "
                       + (served["home"] / "serve.log").read_text()[-3000:])
 

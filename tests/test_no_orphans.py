@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_runs import bolt, own_server_env, session_processes
+from cli_runs import bolt, own_server_env, session_commands, session_processes
 
 GRACE_SECONDS = 30
 TINY = ["--set", "reference.steps=3000", "--set", "reference.batch_size=32",
@@ -32,18 +32,18 @@ def stop_midway(tmp_path: Path, args: list[str], ready, signum: int) -> tuple[st
         try:
             deadline = time.time() + 300
             while True:
-                commands = [" ".join(p.cmdline()) for p in session_processes(process.pid)]
+                commands = session_commands(process.pid)
                 if len(commands) > 1 and ready(runs, log_path.read_text(), commands):
                     break
                 assert process.poll() is None, log_path.read_text()[-3000:]
                 assert time.time() < deadline, "never got to the point to stop it at"
                 time.sleep(0.1)
-            started = [" ".join(p.cmdline()) for p in session_processes(process.pid)]
+            started = session_commands(process.pid)
             os.kill(process.pid, signum)
             deadline = time.time() + GRACE_SECONDS
             while session_processes(process.pid) and time.time() < deadline:
                 time.sleep(0.2)
-            left = [(p.pid, p.cmdline()) for p in session_processes(process.pid)]
+            left = session_commands(process.pid)
             assert not left, f"left running {GRACE_SECONDS} s after the signal: {left}; it had started {started}"
             assert process.wait(5) != 0
         finally:

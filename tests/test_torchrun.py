@@ -97,8 +97,10 @@ def test_a_killed_training_process_fails_the_stage_and_a_rerun_completes(
     thread.start()
     try:
         assert training_started.wait(120), "training never reported progress"
-        ranks = [p for p in psutil.process_iter() if "bolt_tasks.policy.distributed" in " ".join(p.cmdline())
-                 and str(tmp_path) in " ".join(p.cmdline()) and "torch.distributed.run" not in " ".join(p.cmdline())]
+        # process_iter with attrs skips processes that exit while listed and reads zombies as None
+        commands = {p: " ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])}
+        ranks = [p for p, command in commands.items() if "bolt_tasks.policy.distributed" in command
+                 and str(tmp_path) in command and "torch.distributed.run" not in command]
         assert len(ranks) == 2
         ranks[1].kill()
         thread.join(120)
