@@ -55,6 +55,8 @@ def last_epoch_loss_change(train_log: pa.Table) -> float:
     if last == 0:
         return float("nan")
     final, before = loss[epochs == last].mean(), loss[epochs == last - 1].mean()
+    if final == before:  # a loss of 0 in both (a scheme that weights every rollout 0): no change
+        return 0.0
     return float((final - before) / abs(before))
 
 
