@@ -365,7 +365,7 @@ def test_single_sample_prompt_has_weight_one():
 
 
 def test_sums_are_exact_where_a_float_sum_is_not():
-    """The SQL's sums are exact integer sums (sql/weights.sql): 1e6 + 1e-3 - 1e6 summed in
+    """The SQL's sums are exact integer sums (sql/exact_sum_macro.sql): 1e6 + 1e-3 - 1e6 summed in
     float64 loses the 1e-3's digits from the 8th on (order-dependent); here all survive."""
     columns = hand_columns({"cancel": [1e6, 1e-3, -1e6]})
     _, stats = run_sql(columns, 0.5)

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from bolt_tasks.core.caching import stage
 from bolt_tasks.core.catalogue import RoundDirectory
-from bolt_tasks.core.storage import TableRef, atomic_path, file_digest
+from bolt_tasks.core.storage import TableRef, atomic_path
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def gather_parts(parts: list[TableRef], out_path: str | Path) -> TableRef:
                 source = pq.ParquetFile(part.path)
                 for group in range(source.num_row_groups):
                     writer.write_table(source.read_row_group(group))
-    return TableRef(path=str(out_path), digest=file_digest(out_path))
+    return TableRef.of_file(out_path)
 
 
 @stage("gather-parts")

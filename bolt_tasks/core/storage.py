@@ -27,6 +27,11 @@ class TableRef:
     seconds: float = 0.0
     finished_at: float = 0.0
 
+    @classmethod
+    def of_file(cls, path: str | Path) -> TableRef:
+        """The reference to a finished Parquet file: its path and content digest."""
+        return cls(path=str(path), digest=file_digest(path))
+
     def read(self) -> pa.Table:
         return pq.read_table(self.path)
 
@@ -96,7 +101,7 @@ def atomic_path(path: str | Path):
 def write_table_atomic(table: pa.Table, path: str | Path) -> TableRef:
     with atomic_path(path) as temp:
         pq.write_table(table, temp)
-    return TableRef(path=str(path), digest=file_digest(path))
+    return TableRef.of_file(path)
 
 
 def write_text_atomic(text: str, path: str | Path) -> None:

@@ -16,7 +16,7 @@ from bolt_tasks.core.caching import stage
 from bolt_tasks.core.config import MAX_ABS_REWARD, WeightingConfig
 from bolt_tasks.core.duck import connect, sql_text, view
 from bolt_tasks.core.errors import BoltInputError
-from bolt_tasks.core.storage import TableRef, atomic_path, file_digest
+from bolt_tasks.core.storage import TableRef, atomic_path
 from bolt_tasks.core.tables import PROMPT_STATS, WEIGHTS
 
 
@@ -107,8 +107,7 @@ def write_weights(
     with atomic_path(weights_path) as weights_temp, atomic_path(stats_path) as stats_temp:
         WEIGHTS.copy_from(connection, "SELECT * FROM weights", weights_temp)
         PROMPT_STATS.copy_from(connection, stats_query, stats_temp, _stats_parameters(weighting))
-    return (TableRef(str(weights_path), file_digest(weights_path)),
-            TableRef(str(stats_path), file_digest(stats_path)))
+    return TableRef.of_file(weights_path), TableRef.of_file(stats_path)
 
 
 @stage("weights")
