@@ -66,6 +66,21 @@ CASES = {
     "a chat row without a user turn": (
         lambda t: user_files(t, {"messages": [{"role": "assistant", "content": "hi"}], "answer": "1"}),
         "train.jsonl line 1: field 'messages' has no user turn"),
+    # a field of the wrong JSON or Parquet type
+    "a number as the prompt": (lambda t: user_files(t, GOOD, {"prompt": 12, "answer": "046"}),
+                               "train.jsonl line 2: field 'prompt' must be a string, not a number (12)"),
+    "a list as the answer": (lambda t: user_files(t, GOOD, {"prompt": "1+1=", "answer": ["002"]}),
+                             "train.jsonl line 2: field 'answer' must be a string, not a list"),
+    "an object as the prompt": (lambda t: user_files(t, {"prompt": {"text": "1+1="}, "answer": "2"}),
+                                "train.jsonl line 1: field 'prompt' must be a string, not an object"),
+    "a boolean as the answer": (lambda t: user_files(t, {"prompt": "1+1=", "answer": True}),
+                                "train.jsonl line 1: field 'answer' must be a string, not a boolean"),
+    "a Parquet column of numbers as the answer": (
+        lambda t: user_files(t, GOOD) + ["--prompts", str(_parquet(t, {"prompt": ["1+1="], "answer": [2]}))],
+        "train.parquet row 1: field 'answer' must be a string, not a number (2)"),
+    "a Parquet column of lists as the prompt": (
+        lambda t: user_files(t, GOOD) + ["--prompts", str(_parquet(t, {"prompt": [["1+1="]], "answer": ["2"]}))],
+        "train.parquet row 1: field 'prompt' must be a string, not a list"),
     "a worked solution without a final value": (
         lambda t: user_files(t, {"prompt": "1+1=", "answer": "it is two"}) + ["--set", "task.answer_format=gsm8k"],
         "train.jsonl line 1: field 'answer' has no final value for answer_format 'gsm8k'"),
@@ -102,6 +117,15 @@ CASES = {
         lambda t: ["--runs-dir", str(jsonl(t / "a-file", "x") / "runs")],
         "the runs directory cannot be written (Not a directory)"),
 }
+
+
+def _parquet(tmp_path: Path, columns: dict) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "train.parquet"
+    pq.write_table(pa.table(columns), path)
+    return path
 
 
 def _latin1(tmp_path: Path) -> Path:

@@ -93,3 +93,37 @@ def test_heldout_overlapping_training_is_refused(tmp_path):
     heldout = write_jsonl(tmp_path / "heldout.jsonl", [{"prompt": "1+1=", "answer": "2"}])
     with pytest.raises(BoltInputError, match="must not overlap"):
         build_prompts(user_task(train, heldout))
+
+
+WRONG_TYPES = {"a number": 7, "a list": ["7"], "an object": {"text": "7"}, "a boolean": True}
+
+
+@pytest.mark.parametrize("field", ["prompt", "answer"])
+@pytest.mark.parametrize("kind", sorted(WRONG_TYPES))
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_a_field_of_the_wrong_type_is_refused_naming_file_row_and_field(tmp_path, field, kind, suffix):
+    records = [{"prompt": "1+1=", "answer": "2"}, {"prompt": "2+2=", "answer": "4"}]
+    train = tmp_path / f"train{suffix}"
+    if suffix == ".jsonl":  # one bad line among good ones
+        records[1][field] = WRONG_TYPES[kind]
+        write_jsonl(train, records)
+    else:  # a Parquet column has one type: every row's value is of the wrong one
+        pq.write_table(pa.Table.from_pylist([r | {field: WRONG_TYPES[kind]} for r in records]), train)
+    heldout = write_jsonl(tmp_path / "heldout.jsonl", [{"prompt": "9+9=", "answer": "18"}])
+    out = tmp_path / "out" / "prompts.parquet"
+    with pytest.raises(BoltInputError) as error:
+        write_prompts(user_task(train, heldout), out)
+    where = "line 2" if suffix == ".jsonl" else "row 1"
+    assert str(error.value).startswith(f"{train} {where}: field '{field}' must be a string, not {kind}")
+    assert not out.parent.exists()
+
+
+@pytest.mark.parametrize("value, refused", [(3, False), ("q3", False), (3.5, True), ([3], True), (True, True)])
+def test_an_id_is_a_string_or_an_integer(tmp_path, value, refused):
+    train = write_jsonl(tmp_path / "train.jsonl", [{"prompt": "1+1=", "answer": "2", "id": value}])
+    heldout = write_jsonl(tmp_path / "heldout.jsonl", [{"prompt": "9+9=", "answer": "18"}])
+    if refused:
+        with pytest.raises(BoltInputError, match=r"train.jsonl line 1: field 'id' must be a string or an integer"):
+            build_prompts(user_task(train, heldout))
+    else:
+        assert build_prompts(user_task(train, heldout))["prompt_id"][0].as_py() == str(value)

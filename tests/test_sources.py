@@ -13,7 +13,6 @@ from bolt_tasks.policy.character_tokenizer import character_tokenizer
 from bolt_tasks.policy.prompting import render_prompts
 from bolt_tasks.stages.answer_checks import boxed_final, extract_answer, gsm8k_final
 from bolt_tasks.stages.prompt_files import load_prompt_file, read_prompts
-from bolt_tasks.stages.verifiers import score_responses
 
 
 def jsonl(path, records):
@@ -119,28 +118,3 @@ def test_the_chat_template_renders_a_generation_prompt_and_a_system_turn():
 
     assert render_prompts(Plain(), ["1+1"], "auto", "sys") == (["sys\n\n1+1"], [[ord(c) for c in "sys\n\n1+1"]])
     assert render_prompts(tokenizer, ["1+1"], "none", None)[0] == ["1+1"]  # the template declined
-
-
-ITEMS = [  # (reference answer, response, verifier -> expected reward or error)
-    (r"\frac12", "The answer is $0.5$.", {"math": 1.0}),
-    ("0.5", r"so it is \boxed{\frac{1}{2}}", {"math": 1.0}),
-    ("1000", "That makes 1,000 dollars.", {"math": 1.0, "gsm8k": 1.0}),
-    ("72", "#### 72", {"math": 1.0, "gsm8k": 1.0}),
-    ("72", "I think 71.", {"math": 0.0, "gsm8k": 0.0}),
-    ("72", "no number at all", {"math": 0.0, "gsm8k": 0.0}),
-    ("%%%", "72", {"math": 0.0}),  # a reference math-verify reads only as text matches no number
-]
-
-
-@pytest.mark.parametrize("verifier", ["math", "gsm8k"])
-def test_math_and_gsm8k_answers_are_judged_in_the_verifier_pool(verifier):
-    cases = [(answer, response, expected[verifier]) for answer, response, expected in ITEMS
-             if verifier in expected]
-    items = [("question", answer, response, "stop", None) for answer, response, _ in cases]
-    task = TaskConfig(verifier=verifier, verifier_timeout_s=20, max_verifier_error_share=1.0)
-    rewards, errors = score_responses(items, task, "verify")
-    for (answer, response, expected), reward, error in zip(cases, rewards, errors):
-        if isinstance(expected, str):
-            assert error is not None and expected in error, (answer, response, error)
-        else:
-            assert error is None and reward == expected, (answer, response, reward, error)

@@ -2,9 +2,7 @@
 
 - gsm8k: the number after '####' in a solution; a response's last number.
 - boxed: the last \\boxed{...} (MATH style).
-- math: math-verify's parse and symbolic comparison (\\frac12 = 0.5, 1,000 = 1000). Its own
-  timeouts use signal.alarm, which fails off the main thread, so they are off here and the
-  verifier worker pool enforces the time limit.
+- math, math_lenient: stages/math_answers.py.
 - reasoning_gym: the generator's own score_answer on the entry the prompt came from.
 
 Imported by the verifier workers: nothing heavy at import time.
@@ -69,18 +67,6 @@ def gsm8k_verifier(prompt: str, answer: str, response: str, finish_reason: str) 
         return float(abs(float(given) - float(expected)) < 1e-9)
     except ValueError:
         return float(given == expected)
-
-
-def math_verifier(prompt: str, answer: str, response: str, finish_reason: str) -> float:
-    """1 iff math-verify finds the response's answer (a \\boxed{} or last expression)
-    equivalent to the reference answer. An answer it cannot parse scores 0."""
-    from math_verify import parse, verify
-
-    # A bare reference answer (\frac12, 1,000) is read as the LaTeX it is.
-    gold = parse(answer, parsing_timeout=None) or parse(f"${answer}$", parsing_timeout=None)
-    if not gold:
-        raise ValueError(f"math-verify cannot parse the reference answer {answer!r}")
-    return float(verify(gold, parse(response, parsing_timeout=None), timeout_seconds=None))
 
 
 _SCORERS: dict[str, object] = {}

@@ -94,15 +94,38 @@ def _raw_records(path: Path) -> list[tuple[str, dict]]:
     return records
 
 
+_JSON_TYPES = ((bool, "a boolean"), (int, "a number"), (float, "a number"), (list, "a list"),
+               (dict, "an object"))
+
+
+def _type_name(value) -> str:
+    """What a JSON or Parquet value is, as its file would call it (bool before int: True is an int)."""
+    return next((name for kind, name in _JSON_TYPES if isinstance(value, kind)), type(value).__name__)
+
+
 def _text(record: dict, field: str, where: str) -> str:
     value = record.get(field)
     if value is None:
         raise BoltInputError(f"{where}: missing field '{field}'")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = str(value)  # numeric answers, as some datasets store them
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str):
+        shown = json.dumps(value, default=str)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        raise BoltInputError(f"{where}: field '{field}' must be a string, not {_type_name(value)} "
+                             f"({shown}); write it in quotes")
+    if not value:
         raise BoltInputError(f"{where}: field '{field}' must be a non-empty string")
     return value
+
+
+def _prompt_id(record: dict, where: str) -> str | None:
+    """The row's own id: a string or an integer (ids 1, 2, ... are common); None without one."""
+    value = record.get("id")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise BoltInputError(f"{where}: field 'id' must be a string or an integer, not "
+                             f"{_type_name(value)}")
+    return str(value)
 
 
 def _conversation(record: dict, field: str, where: str) -> tuple[str, str, str | None]:
@@ -144,7 +167,7 @@ def load_prompt_file(path: str | Path, split: str, task: TaskConfig | None = Non
             raise BoltInputError(f"{where}: {answer_from} has no final value for answer_format "
                                  f"{task.answer_format!r} ('#### <answer>' or \\boxed{{...}})")
         # Generated ids name the split, not the file: the two files may share a name.
-        prompt_id = str(record["id"]) if record.get("id") is not None else f"{split}-{location.split()[1]}"
+        prompt_id = _prompt_id(record, where) or f"{split}-{location.split()[1]}"
         if prompt_id in seen:
             raise BoltInputError(
                 f"{path} {location}: field 'id' repeats {prompt_id!r} (first at {seen[prompt_id]})"

@@ -2,9 +2,9 @@
 
 A verifier is f(prompt, answer, response, finish_reason) -> reward; one that sets
 `wants_metadata` also gets the prompt's metadata (a JSON string). The registry's simple
-verifiers run in the scoring process; math and reasoning_gym, and a user's 'module:function',
-run in worker processes with a time limit (stages/verifier_pool.py), since they may hang, crash
-or exit. This module imports nothing heavy: the workers import it too.
+verifiers run in the scoring process; math, math_lenient and reasoning_gym, and a user's
+'module:function', run in worker processes with a time limit (stages/verifier_pool.py), since
+they may hang, crash or exit. This module imports nothing heavy: the workers import it too.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import numbers
 from collections.abc import Callable
 
 from bolt_tasks.core.errors import BoltInputError
-from bolt_tasks.stages.answer_checks import gsm8k_verifier, math_verifier, reasoning_gym_verifier
+from bolt_tasks.stages.answer_checks import gsm8k_verifier, reasoning_gym_verifier
+from bolt_tasks.stages.math_answers import math_lenient_verifier, math_verifier
 
 Verifier = Callable[[str, str, str, str], float]
 MAX_ABS_REWARD = 1e6  # core/config.MAX_ABS_REWARD; kept here so the workers need no pydantic
@@ -37,10 +38,11 @@ VERIFIERS: dict[str, Verifier] = {
     "exact_match": exact_match_verifier,
     "gsm8k": gsm8k_verifier,
     "math": math_verifier,
+    "math_lenient": math_lenient_verifier,
     "reasoning_gym": reasoning_gym_verifier,
 }
 # Registry verifiers that can hang or need a library's own state: run in the worker pool.
-IN_WORKERS = {"math", "reasoning_gym"}
+IN_WORKERS = {"math", "math_lenient", "reasoning_gym"}
 
 
 def is_registered(name: str) -> bool:
