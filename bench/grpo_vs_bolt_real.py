@@ -1,5 +1,5 @@
 """E4 on a real model: BOLT refresh rounds against TRL's GRPOTrainer on the README's "A real
-model" recipe (the packaged SmolLM2-135M-Instruct, reasoning-gym chain_sum, the math
+model" recipe (the packaged SmolLM2-135M-Instruct, reasoning-gym chain_sum, the strict math
 verifier), each arm for the same optimisation wall-clock budget, one setting each.
 
 Here responses are 16 tokens of a 135M-parameter model, so generation costs something. The
@@ -7,10 +7,11 @@ rounds run exactly the README command's configuration (bolt_cli's own parser rea
 except epochs: one per round, as refresh rounds refit often. GRPO: 8 prompts x 8
 generations a step, 16 new tokens, no KL term, its learning rate the recipe's, and the math
 verifier called in-process (BOLT's scoring pays for its worker processes). Held-out accuracy:
-greedy decoding on the held-out prompts, judged by the same verifier and, apart, by whether the
-response's last number is the answer (math-verify credits a response that restates the
-problem); the clock stops while it is measured. Each judge gets its own table and plot, and
-each arm's greedy responses at its best evaluation are kept.
+greedy decoding on the held-out prompts, judged by the verifier both arms train on and, apart,
+by whether the response's last number is the answer (gsm8k) and by math_lenient (the gameable
+verifier of the earlier race, which credits a restated problem); the clock stops while it is
+measured. Each judge gets its own table and plot, and each arm's greedy responses at its best
+evaluation are kept. `--verifier math_lenient` reruns the earlier race.
 
     bash scripts/install.sh --real && pip install -e ".[grpo]"
     python bench/grpo_vs_bolt_real.py --runs-dir runs [--budget-seconds 900]
@@ -35,7 +36,7 @@ from bolt_tasks.policy.model_files import converted_model
 from bolt_tasks.policy.modeling import load_tokenizer
 from bolt_tasks.sampling.decode import decode_responses, generate
 from bolt_tasks.sampling.rollouts import render_task_prompts
-from bolt_tasks.stages.answer_checks import gsm8k_verifier, math_verifier
+from bolt_tasks.stages.verifier_registry import VERIFIERS
 from bolt_tasks.stages.prompt_files import build_prompts
 from bolt_tasks.stages.verifiers import prompt_rows, score_responses
 
@@ -53,10 +54,10 @@ README_RECIPE = [
 
 class GreedyAccuracy:
     """Share of held-out prompts whose greedy response the task's verifier accepts
-    ("accuracy"), and the share whose last number is the answer ("last_number_accuracy", the
-    project's gsm8k verifier): math-verify reads a response's last expression, so it also
-    accepts one that only restates the problem ("... 6 + 3"). Keeps the responses of the best
-    evaluation since `reset()`, so a reader can see what was credited."""
+    ("accuracy"), and the shares the other judges accept (JUDGES: "last_number_accuracy", the
+    project's gsm8k verifier, and "lenient_accuracy", math_lenient, which also accepts a
+    response that only restates the problem). Keeps the responses of the best evaluation since
+    `reset()`, so a reader can see what was credited."""
 
     def __init__(self, heldout, tokenizer, config):
         self.rows, self.tokenizer, self.config = prompt_rows(heldout), tokenizer, config
@@ -77,16 +78,23 @@ class GreedyAccuracy:
         items = [(row["prompt"], row["answer"], response, reason, row["metadata"])
                  for row, response, reason in zip(self.rows, responses, generations.finish_reasons)]
         rewards, _ = score_responses(items, self.config.task, "score greedy held-out")
-        last_number = [gsm8k_verifier(row["prompt"], row["answer"], response, reason)
-                       for row, response, reason in zip(self.rows, responses, generations.finish_reasons)]
+        judged = {measure: [VERIFIERS[name](row["prompt"], row["answer"], response, reason)
+                            for row, response, reason in zip(self.rows, responses, generations.finish_reasons)]
+                  for measure, (name, _) in JUDGES.items()}
         accuracy = float((rewards >= 1.0).mean())
         if accuracy > self.best_accuracy:
             self.best_accuracy = accuracy
             self.best_examples = [
                 {"prompt": row["prompt"], "answer": row["answer"], "response": response,
-                 "reward": float(reward), "last_number_reward": strict}
-                for row, response, reward, strict in zip(self.rows, responses, rewards, last_number)]
-        return {"accuracy": accuracy, "last_number_accuracy": float(np.mean(last_number))}
+                 "reward": float(reward)} | {f"{JUDGES[m][0]}_reward": judged[m][i] for m in JUDGES}
+                for i, (row, response, reward) in enumerate(zip(self.rows, responses, rewards))]
+        return {"accuracy": accuracy} | {m: float(np.mean(values)) for m, values in judged.items()}
+
+
+# The judges besides the trained verifier: (registry verifier, plot label).
+JUDGES = {"last_number_accuracy": ("gsm8k", "held-out greedy accuracy (last number = answer)"),
+          "lenient_accuracy": ("math_lenient", "held-out greedy accuracy (math_lenient: a restated "
+                                               "problem counts)")}
 
 
 def main() -> None:
@@ -96,9 +104,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--grpo-learning-rate", type=float, default=2e-5)
     parser.add_argument("--evaluate-every", type=int, default=5, help="GRPO steps between evaluations")
+    parser.add_argument("--verifier", default="math", choices=["math", "math_lenient"],
+                        help="the verifier both arms train on (math_lenient: the earlier race)")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
-    config = build_config(bolt_parser().parse_args(README_RECIPE + ["--runs-dir", args.runs_dir]))
+    config = build_config(bolt_parser().parse_args(
+        README_RECIPE + ["--runs-dir", args.runs_dir, "--set", f"task.verifier={args.verifier}"]))
+    prefix = "e4_real" if args.verifier == "math_lenient" else "e4_real_strict"
+    train_verifier = VERIFIERS[args.verifier]
     runs = RunsDirectory.at(args.runs_dir)
     reference = str(converted_model(runs, config.reference.model))
     prompts = build_prompts(config.task)
@@ -115,7 +128,7 @@ def main() -> None:
                                  for text, row in zip(texts, prompt_rows(train))])
 
     def reward(prompts, completions, question, answer, **_):
-        return [float(math_verifier(q, a, c, "stop") >= 1.0)
+        return [float(train_verifier(q, a, c, "stop") >= 1.0)
                 for q, a, c in zip(question, answer, completions)]
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -129,23 +142,24 @@ def main() -> None:
                                        Path(scratch) / "bolt", config.task, config.sampling,
                                        config.training, args.seed)}
         examples["bolt"] = accuracy.best_examples
-    for prefix, measure_name, label in (
-            ("e4_real", "accuracy", "held-out greedy accuracy (math verifier, trained on)"),
-            ("e4_real_last_number", "last_number_accuracy",
-             "held-out greedy accuracy (last number = answer)")):
+    judges = [(prefix, "accuracy", f"held-out greedy accuracy ({args.verifier} verifier, trained on)")]
+    judges += [(f"{prefix}_{measure.removesuffix('_accuracy')}", measure, label)
+               for measure, (name, label) in JUDGES.items() if name != args.verifier]
+    for out_prefix, measure_name, label in judges:
         bolt_curves, grpo_curves = judged_by(bolt, measure_name), judged_by(grpo, measure_name)
         summary = summarize(bolt_curves, grpo_curves, [0.5, 0.6], args.budget_seconds)
         summary |= {"seed": args.seed, "budget_seconds": args.budget_seconds, "judge": label,
                     "reference_accuracy": bolt_curves[setting.name][0]["accuracy"]}
-        write_results(runs.experiment("e4"), prefix, bolt_curves, grpo_curves, summary, [setting],
+        write_results(runs.experiment("e4"), out_prefix, bolt_curves, grpo_curves, summary, [setting],
                       "E4 (SmolLM2-135M-Instruct, chain_sum): BOLT refresh rounds vs GRPO (TRL)", label)
-    examples_path = runs.experiment("e4") / "e4_real_best_responses.json"
+    examples_path = runs.experiment("e4") / f"{prefix}_best_responses.json"
     examples_path.write_text(json.dumps(examples, indent=1))
     for arm, rows in examples.items():
         print(f"{arm}: greedy responses at its best evaluation ({examples_path}):")
         for row in rows[:6]:
             print(f"  {row['prompt']!r} -> {row['response']!r} (answer {row['answer']}, "
-                  f"reward {row['reward']:g}, last number right {row['last_number_reward']:g})")
+                  f"reward {row['reward']:g}, last number right {row['gsm8k_reward']:g}, "
+                  f"math_lenient {row['math_lenient_reward']:g})")
 
 
 if __name__ == "__main__":
