@@ -173,6 +173,19 @@ class TrainingConfig(_Frozen):
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
     seed: int = Field(0, description="Seed of the data order.")
+    batch_order: Literal["prompt_groups", "rollouts"] = Field(
+        "prompt_groups",
+        description="prompt_groups: each epoch shuffles the prompts and takes each prompt's "
+        "rollouts together, so a batch holds whole groups (a group may straddle two batches); "
+        "rollouts: each epoch shuffles the rollouts one by one.",
+    )
+    share_prompt_prefix: bool = Field(
+        True,
+        description="Compute a prompt once for all of its rollouts in a batch (a packed row with a "
+        "4D attention mask; the loss and gradients equal the unshared ones within float rounding). "
+        "Models whose attention cannot take the mask (flash-attention, a narrow sliding window) "
+        "train unshared.",
+    )
     max_tokens_per_micro_batch: int | None = Field(
         None, ge=1,
         description="Memory bound: each optimizer step's batch_size rollouts are run in "

@@ -11,6 +11,14 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from bolt_tasks.core.progress import track
+from bolt_tasks.policy.shared_prefix import (
+    PackedGroups,
+    group_by_prompt,
+    micro_batches,
+    pack_for,
+    shares_prefixes,
+    split_wide,
+)
 
 
 def pad_prompt_response(
@@ -46,12 +54,15 @@ def _decoder_and_head(model):
     return causal.get_decoder(), causal.get_output_embeddings(), causal.config
 
 
-def _chunk_logprob_sums(head, softcap, hidden, targets, mask) -> torch.Tensor:
+def _token_logprobs(head, softcap, hidden, targets) -> torch.Tensor:
     logits = head(hidden).float()
     if softcap:  # Gemma-style final logit soft-capping, as the model's own forward applies it
         logits = torch.tanh(logits / softcap) * softcap
-    token_logprobs = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    return (token_logprobs * mask).sum(dim=-1)
+    return torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+
+def _chunk_logprob_sums(head, softcap, hidden, targets, mask) -> torch.Tensor:
+    return (_token_logprobs(head, softcap, hidden, targets) * mask).sum(dim=-1)
 
 
 def response_logprob_sums(
@@ -81,6 +92,45 @@ def response_logprob_sums(
     return sums
 
 
+def packed_logprob_sums(model, packed: PackedGroups) -> torch.Tensor:
+    """Per-sequence sum of response-token log-probs of packed groups (policy/shared_prefix.py):
+    float32, differentiable, in the order the groups number their sequences. Only the states
+    that predict a response token reach the output projection, in chunks within LOGIT_BUDGET,
+    recomputed in the backward pass when training."""
+    decoder, head, config = _decoder_and_head(model)
+    hidden = decoder(input_ids=packed.ids, attention_mask=packed.mask,
+                     position_ids=packed.positions).last_hidden_state
+    states = hidden.reshape(-1, hidden.shape[-1])
+    softcap = getattr(config, "final_logit_softcapping", None)
+    chunk = max(1, LOGIT_BUDGET // head.out_features)
+    sums = torch.zeros(packed.sequences, device=hidden.device, dtype=torch.float32)
+    for start in range(0, len(packed.targets), chunk):
+        part = slice(start, start + chunk)
+        arguments = (head, softcap, states[packed.predictors[part]], packed.targets[part])
+        if torch.is_grad_enabled():
+            token_logprobs = checkpoint(_token_logprobs, *arguments, use_reentrant=False)
+        else:
+            token_logprobs = _token_logprobs(*arguments)
+        sums = sums.index_add(0, packed.owners[part], token_logprobs)
+    return sums
+
+
+def _shared_prefix_logprobs(model, prompts, responses, pad_id, batch_size, description) -> np.ndarray | None:
+    """None when the model cannot take these packed rows (shared_prefix.shares_prefixes)."""
+    widest = max(len(p) + len(r) for p, r in zip(prompts, responses))
+    # As many positions per pass as batch_size unshared sequences would take at most.
+    budget = batch_size * widest
+    parts = [part for group in group_by_prompt(prompts, responses) for part in split_wide(group, budget)]
+    if not shares_prefixes(model, max(part.width for part in parts)):
+        return None
+    runs = micro_batches(parts, budget)
+    out = np.zeros(len(prompts))
+    for run in track(runs, len(runs), description):
+        sums = packed_logprob_sums(model, pack_for(model, run, pad_id)).double().cpu().numpy()
+        out[[index for group in run for index in group.indices]] = sums
+    return out
+
+
 @torch.no_grad()
 def response_logprobs(
     model,
@@ -89,8 +139,17 @@ def response_logprobs(
     pad_id: int,
     batch_size: int = 512,
     description: str = "log-probs of responses",
+    share_prefixes: bool = True,
 ) -> np.ndarray:
-    """log pi(response | prompt) for each pair, with one separate forward pass at temperature 1."""
+    """log pi(response | prompt) for each pair at temperature 1. Responses to one prompt share
+    its computation (policy/shared_prefix.py) when the model's attention allows it; otherwise,
+    and with `share_prefixes=False`, each pair is its own padded sequence."""
+    if not prompts:
+        return np.zeros(0)
+    shared = (_shared_prefix_logprobs(model, prompts, responses, pad_id, batch_size, description)
+              if share_prefixes else None)
+    if shared is not None:
+        return shared
     device = next(model.parameters()).device
     sums = []
     starts = range(0, len(prompts), batch_size)

@@ -23,7 +23,16 @@ from bolt_tasks.core.errors import NonFiniteError
 from bolt_tasks.core.progress import track
 from bolt_tasks.core.storage import TableRef
 from bolt_tasks.core.tables import TRAIN_LOG
-from bolt_tasks.policy.logprobs import pad_prompt_response, response_logprob_sums
+from bolt_tasks.policy.logprobs import packed_logprob_sums, pad_prompt_response, response_logprob_sums
+from bolt_tasks.policy.shared_prefix import (
+    Group,
+    PackedGroups,
+    group_by_prompt,
+    pack_for,
+    shares_prefixes,
+    split_wide,
+)
+from bolt_tasks.policy.shared_prefix import micro_batches as packed_micro_batches
 from bolt_tasks.policy.modeling import load_policy, save_policy_atomic
 
 
@@ -36,8 +45,23 @@ class ResponseLogprobs(torch.nn.Module):
         super().__init__()
         self.policy = policy
 
-    def forward(self, ids, attention, response_mask):
-        return response_logprob_sums(self.policy, ids, attention, response_mask)
+    def forward(self, *batch):
+        """`batch`: (ids, attention, response_mask) of padded sequences, or one PackedGroups."""
+        if isinstance(batch[0], PackedGroups):
+            return packed_logprob_sums(self.policy, batch[0])
+        return response_logprob_sums(self.policy, *batch)
+
+
+def _nll(model, batch: tuple, weights: torch.Tensor, batch_size: int) -> torch.Tensor:
+    device = next(model.parameters()).device
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    )
+    wrapped = isinstance(model, (ResponseLogprobs, torch.nn.parallel.DistributedDataParallel))
+    scorer = model if wrapped else ResponseLogprobs(model)
+    with autocast:
+        sequence_logprobs = scorer(*batch)
+    return -(weights.to(device) * sequence_logprobs).sum() / batch_size
 
 
 def weighted_nll(
@@ -48,14 +72,17 @@ def weighted_nll(
     policy, or its ResponseLogprobs (wrapped or not)."""
     device = next(model.parameters()).device
     batch = pad_prompt_response(prompts, responses, pad_id, device)
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    )
-    wrapped = isinstance(model, (ResponseLogprobs, torch.nn.parallel.DistributedDataParallel))
-    scorer = model if wrapped else ResponseLogprobs(model)
-    with autocast:
-        sequence_logprobs = scorer(*batch)
-    return -(weights.to(device) * sequence_logprobs).sum() / (batch_size or len(prompts))
+    return _nll(model, batch, weights, batch_size or len(prompts))
+
+
+def weighted_group_nll(model, groups: list[Group], weights: list[float], pad_id: int,
+                       batch_size: int) -> torch.Tensor:
+    """weighted_nll of the groups' sequences, each prompt computed once (policy/shared_prefix.py);
+    `weights`: one per sequence, in the groups' order."""
+    policy = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+    policy = policy.policy if isinstance(policy, ResponseLogprobs) else policy
+    packed = pack_for(policy, groups, pad_id)
+    return _nll(model, (packed,), torch.tensor(weights, dtype=torch.float32), batch_size)
 
 
 def micro_batches(batch: list, max_tokens: int | None) -> list[list]:
@@ -72,6 +99,30 @@ def micro_batches(batch: list, max_tokens: int | None) -> list[list]:
         current.append(example)
         longest = max(longest, length)
     return runs + [current] if current else runs
+
+
+def shared_micro_batches(batch: list, max_tokens: int | None) -> list[tuple[list[Group], list[float]]]:
+    """A batch of (prompt, response, weight) examples as packed micro-batches: the examples of
+    each prompt in one group (split where one would pass max_tokens), groups of similar width
+    together, each run within max_tokens positions; with the weights in the groups' order."""
+    prompts, responses, weights = zip(*batch)
+    budget = max_tokens or sum(len(p) + len(r) for p, r in zip(prompts, responses))
+    groups = [part for group in group_by_prompt(list(prompts), list(responses))
+              for part in split_wide(group, budget)]
+    return [(run, [weights[i] for group in run for i in group.indices])
+            for run in packed_micro_batches(groups, budget)]
+
+
+def batch_order(examples: list, training: TrainingConfig, generator: torch.Generator) -> list[int]:
+    """One epoch's order of the examples: shuffled one by one, or (prompt_groups) the prompts
+    shuffled and each prompt's examples kept together in their order."""
+    if training.batch_order == "rollouts":
+        return torch.randperm(len(examples), generator=generator).tolist()
+    members: dict[tuple[int, ...], list[int]] = {}
+    for index, example in enumerate(examples):
+        members.setdefault(tuple(example[0]), []).append(index)
+    groups = list(members.values())
+    return [i for g in torch.randperm(len(groups), generator=generator).tolist() for i in groups[g]]
 
 
 def weighted_examples(rollouts: pa.Table, weights: pa.Table):
@@ -162,23 +213,20 @@ def fit(model, pad_id: int, examples: list, training: TrainingConfig,
 
     def batches():
         for epoch in range(training.epochs):
-            order = torch.randperm(len(examples), generator=generator).tolist()
+            order = batch_order(examples, training, generator)
             for first in range(0, len(order), training.batch_size):
                 yield epoch, [examples[i] for i in order[first : first + training.batch_size]]
 
+    policy = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+    policy = policy.policy if isinstance(policy, ResponseLogprobs) else policy
+    widest = max((len(p) + len(r) for p, r, _ in examples), default=0)
+    share = training.share_prompt_prefix and shares_prefixes(
+        policy, training.max_tokens_per_micro_batch or training.batch_size * widest)
     steps = track(batches(), total, "weighted SFT") if replicas.rank == 0 else batches()
     for step, (epoch, batch) in enumerate(steps):
         optimizer.zero_grad(set_to_none=True)
-        mine = batch[replicas.rank :: replicas.size]
-        parts = micro_batches(mine, training.max_tokens_per_micro_batch) if mine else []
-        parts += [[(batch[0][0], batch[0][1], 0.0)]] * (replicas.most(len(parts)) - len(parts))
         loss = 0.0
-        for part in parts:
-            prompt_ids, response_ids, part_weights = zip(*part)
-            part_loss = weighted_nll(
-                model, list(prompt_ids), list(response_ids),
-                torch.tensor(part_weights, dtype=torch.float32), pad_id, len(batch),
-            )
+        for part_loss in micro_batch_losses(model, batch, share, training, replicas, pad_id):
             (part_loss * replicas.size).backward()
             loss += part_loss.item()
         loss = replicas.total(loss)
@@ -195,6 +243,32 @@ def fit(model, pad_id: int, examples: list, training: TrainingConfig,
         ):
             log[name].append(value)
     return log
+
+
+def micro_batch_losses(model, batch: list, share: bool, training: TrainingConfig,
+                       replicas: Replicas, pad_id: int):
+    """This process's micro-batch losses of one optimizer batch, each normalised by the whole
+    batch's size: its share of the batch (every size-th example, or with shared prompts every
+    size-th prompt group), then zero-weight micro-batches up to the most any process runs."""
+    filler = [(batch[0][0], batch[0][1], 0.0)]
+    if share:
+        groups: dict[tuple[int, ...], list] = {}
+        for example in batch:
+            groups.setdefault(tuple(example[0]), []).append(example)
+        mine = [example for group in list(groups.values())[replicas.rank :: replicas.size]
+                for example in group]
+        parts = shared_micro_batches(mine, training.max_tokens_per_micro_batch) if mine else []
+        parts += shared_micro_batches(filler, None) * (replicas.most(len(parts)) - len(parts))
+        for part_groups, part_weights in parts:
+            yield weighted_group_nll(model, part_groups, part_weights, pad_id, len(batch))
+        return
+    mine = batch[replicas.rank :: replicas.size]
+    parts = micro_batches(mine, training.max_tokens_per_micro_batch) if mine else []
+    parts += [filler] * (replicas.most(len(parts)) - len(parts))
+    for part in parts:
+        prompt_ids, response_ids, part_weights = zip(*part)
+        yield weighted_nll(model, list(prompt_ids), list(response_ids),
+                           torch.tensor(part_weights, dtype=torch.float32), pad_id, len(batch))
 
 
 def check_finite(model) -> None:

@@ -43,31 +43,39 @@ def _cache_keyword(model) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
+def _distinct(prompts: list[list[int]]) -> tuple[list[list[int]], torch.Tensor]:
+    """The distinct prompts, and for each row the index of its prompt among them."""
+    index_of: dict[tuple[int, ...], int] = {}
+    rows = [index_of.setdefault(tuple(prompt), len(index_of)) for prompt in prompts]
+    return [list(prompt) for prompt in index_of], torch.tensor(rows)
+
+
 @torch.no_grad()
 def _generate_batch(model, prompts, eos_id, pad_id, temperature, max_new_tokens, seeds,
-                    stopped=None):
+                    stopped=None, share_prefixes=True):
     """`seeds`: one per row, the row's stream of uniforms (inverse-CDF sampling, so a row's
     draws do not depend on the other rows). `stopped(generated ids) -> bool`, when given, ends
-    a response at a stop string."""
+    a response at a stop string. With `share_prefixes`, each distinct prompt is prefilled once
+    and its KV cache copied to the rows that sample it (N samples of a prompt: one prefill)."""
     device = next(model.parameters()).device
-    ids, attention, positions = _left_pad(prompts, pad_id, device)
+    distinct, row_prompt = _distinct(prompts) if share_prefixes else (prompts, torch.arange(len(prompts)))
+    ids, attention, positions = _left_pad(distinct, pad_id, device)
     batch = len(prompts)
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     logprob_sums = torch.zeros(batch, dtype=torch.float64, device=device)
     tokens = []
     cache_keyword = _cache_keyword(model)
-    past = None
-    step_positions = positions
-    next_input = ids
+    out = model(input_ids=ids, attention_mask=attention, position_ids=positions, use_cache=True,
+                logits_to_keep=1)
+    past = getattr(out, cache_keyword)
+    row_prompt = row_prompt.to(device)
+    if len(distinct) < batch:
+        past.batch_select_indices(row_prompt)
+    logits = out.logits[row_prompt, -1].float()
+    attention, step_positions = attention[row_prompt], positions[row_prompt][:, -1:]
     uniforms = None if temperature == 0 else row_uniforms(seeds, max_new_tokens).to(device)
     generated, kept = [[] for _ in range(batch)], {}  # kept: row -> tokens up to its stop string
     for step in range(max_new_tokens):
-        out = model(
-            input_ids=next_input, attention_mask=attention, position_ids=step_positions,
-            use_cache=True, logits_to_keep=1, **{cache_keyword: past},
-        )
-        past = getattr(out, cache_keyword)
-        logits = out.logits[:, -1].float()
         if temperature == 0:
             token = logits.argmax(-1)
             logprobs = torch.log_softmax(logits, -1)
@@ -87,11 +95,15 @@ def _generate_batch(model, prompts, eos_id, pad_id, temperature, max_new_tokens,
                         kept[row] = len(generated[row])
                         finished[row] = True
         finished |= token == eos_id
-        if finished.all():
+        if finished.all() or step == max_new_tokens - 1:
             break
-        next_input = token.unsqueeze(-1)
         attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=-1)
-        step_positions = step_positions[:, -1:] + 1
+        step_positions = step_positions + 1
+        out = model(input_ids=token.unsqueeze(-1), attention_mask=attention,
+                    position_ids=step_positions, use_cache=True, logits_to_keep=1,
+                    **{cache_keyword: past})
+        past = getattr(out, cache_keyword)
+        logits = out.logits[:, -1].float()
     steps = torch.stack(tokens, dim=1).cpu().tolist()
     token_ids, reasons = [], []
     for index, row in enumerate(steps):
@@ -140,10 +152,11 @@ def stop_checker(tokenizer, stop: list[str]):
 def generate(
     model, tokenizer, prompts: list[list[int]], temperature: float, max_new_tokens: int,
     batch_size: int, seed: int | list[int], description: str = "sample", stop: list[str] = (),
+    share_prefixes: bool = True,
 ) -> Generations:
     """Sample one response per prompt id list; temperature 0 is greedy decoding. A response
     ends at EOS, at the first of the `stop` strings (kept in it; finish reason stop), or after
-    max_new_tokens (length).
+    max_new_tokens (length). Rows with the same prompt share its prefill (`share_prefixes`).
 
     The log-prob is under the distribution sampled from (logits / temperature), so it is log q
     for the importance correction; for greedy decoding it is taken at temperature 1. `seed`: one
@@ -157,7 +170,7 @@ def generate(
         batch_ids, batch_logprobs, batch_reasons = _generate_batch(
             model, prompts[start : start + batch_size], tokenizer.eos_token_id,
             tokenizer.pad_token_id, temperature, max_new_tokens, seeds[start : start + batch_size],
-            stopped,
+            stopped, share_prefixes,
         )
         token_ids += batch_ids
         logprobs.append(batch_logprobs)

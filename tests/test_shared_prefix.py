@@ -1,0 +1,198 @@
+"""A prompt computed once for all of its responses gives the unshared path's numbers: log-probs,
+losses and gradients within 1e-5 (float32), and the same sampled rows for the same seeds, on a
+random llama (SDPA and eager attention, LoRA, gradient checkpointing) and on the packaged
+SmolLM2."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from bolt_tasks.core.config import TrainingConfig
+from bolt_tasks.policy.logprobs import packed_logprob_sums, pad_prompt_response, response_logprob_sums, response_logprobs
+from bolt_tasks.policy.shared_prefix import group_by_prompt, micro_batches, pack, pack_for, split_wide
+from bolt_tasks.policy.training import fit, weighted_group_nll, weighted_nll
+from bolt_tasks.sampling.decode import generate
+
+PAD = 0
+
+
+def random_llama(attention: str = "sdpa", seed: int = 0) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                         pad_token_id=PAD, bos_token_id=1, eos_token_id=2,
+                         attn_implementation=attention)
+    return LlamaForCausalLM(config).eval()
+
+
+def random_groups(seed: int, prompts: int = 4, per_prompt: int = 5) -> tuple[list, list]:
+    """Prompt-major (prompt ids, response ids) pairs, prompts and responses of varied lengths."""
+    generator = np.random.default_rng(seed)
+    prompt_ids, response_ids = [], []
+    for _ in range(prompts):
+        prompt = generator.integers(3, 97, generator.integers(1, 12)).tolist()
+        for _ in range(per_prompt):
+            prompt_ids.append(prompt)
+            response_ids.append(generator.integers(3, 97, generator.integers(1, 9)).tolist())
+    return prompt_ids, response_ids
+
+
+def unshared_sums(model, prompts, responses) -> torch.Tensor:
+    return response_logprob_sums(model, *pad_prompt_response(prompts, responses, PAD, "cpu"))
+
+
+def shared_sums(model, prompts, responses) -> torch.Tensor:
+    """In the callers' order, whatever order the packed groups number them in."""
+    groups = group_by_prompt(prompts, responses)
+    sums = packed_logprob_sums(model, pack_for(model, groups, PAD))
+    order = [i for group in groups for i in group.indices]
+    return torch.zeros_like(sums).index_copy(0, torch.tensor(order), sums)
+
+
+def gradients(model, sums_of, prompts, responses, weights) -> dict[str, torch.Tensor]:
+    model.zero_grad(set_to_none=True)
+    (-(weights * sums_of(model, prompts, responses)).sum()).backward()
+    return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+def assert_same_gradients(model, prompts, responses) -> None:
+    weights = torch.linspace(0.2, 2.0, len(prompts))
+    unshared = gradients(model, unshared_sums, prompts, responses, weights)
+    shared = gradients(model, shared_sums, prompts, responses, weights)
+    assert unshared.keys() == shared.keys() and unshared
+    for name in unshared:
+        torch.testing.assert_close(shared[name], unshared[name], atol=1e-5, rtol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_packed_logprobs_and_gradients_equal_the_unshared_ones(attention):
+    model = random_llama(attention)
+    prompts, responses = random_groups(seed=1)
+    with torch.no_grad():
+        torch.testing.assert_close(shared_sums(model, prompts, responses),
+                                   unshared_sums(model, prompts, responses), atol=1e-5, rtol=0)
+    model.train()
+    assert_same_gradients(model, prompts, responses)
+
+
+def test_the_mask_keeps_responses_apart():
+    """A response's log-prob does not change when the group's other responses do."""
+    model = random_llama()
+    prompts, responses = random_groups(seed=2, prompts=1, per_prompt=3)
+    changed = [responses[0], [5, 6, 7, 8, 9, 10], responses[2]]
+    with torch.no_grad():
+        first, second = shared_sums(model, prompts, responses), shared_sums(model, prompts, changed)
+    torch.testing.assert_close(first[[0, 2]], second[[0, 2]], atol=1e-5, rtol=0)
+    assert not torch.isclose(first[1], second[1])
+
+
+def test_with_lora_and_gradient_checkpointing():
+    from peft import LoraConfig, get_peft_model
+
+    model = random_llama()
+    model.gradient_checkpointing_enable()
+    model.config.use_cache = False
+    model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                             task_type="CAUSAL_LM"))
+    for name, parameter in model.named_parameters():  # LoRA starts at zero: move it off zero
+        if "lora_B" in name:
+            torch.nn.init.normal_(parameter, std=0.1)
+    model.train()
+    assert_same_gradients(model, *random_groups(seed=3))
+
+
+def test_weighted_group_nll_equals_weighted_nll_over_a_micro_batched_batch():
+    model = random_llama().train()
+    prompts, responses = random_groups(seed=4, prompts=5, per_prompt=4)
+    weights = [0.5 + (i % 3) for i in range(len(prompts))]
+    unshared = weighted_nll(model, prompts, responses, torch.tensor(weights), PAD)
+    parts = micro_batches([p for g in group_by_prompt(prompts, responses) for p in split_wide(g, 30)], 60)
+    assert len(parts) > 1
+    shared = sum(weighted_group_nll(model, run, [weights[i] for g in run for i in g.indices], PAD,
+                                    len(prompts)) for run in parts)
+    torch.testing.assert_close(shared, unshared, atol=1e-5, rtol=1e-6)
+
+
+def test_a_fit_with_shared_prompts_lands_where_the_unshared_fit_does():
+    prompts, responses = random_groups(seed=5, prompts=6, per_prompt=4)
+    examples = [(p, r, 0.25 + (i % 4) / 2) for i, (p, r) in enumerate(zip(prompts, responses))]
+    fitted = {}
+    for share in (False, True):
+        model = random_llama(seed=7).train()
+        training = TrainingConfig(epochs=2, batch_size=8, learning_rate=1e-3, warmup_steps=1,
+                                  share_prompt_prefix=share, max_tokens_per_micro_batch=64)
+        log = fit(model, PAD, examples, training)
+        fitted[share] = (log["loss"], [p.detach().clone() for p in model.parameters()])
+    np.testing.assert_allclose(fitted[True][0], fitted[False][0], rtol=1e-5)
+    for shared, unshared in zip(fitted[True][1], fitted[False][1]):
+        torch.testing.assert_close(shared, unshared, atol=1e-5, rtol=1e-5)
+
+
+def test_prompt_groups_order_keeps_each_prompts_rollouts_together():
+    from bolt_tasks.policy.training import batch_order
+
+    prompts, responses = random_groups(seed=6, prompts=5, per_prompt=3)
+    examples = list(zip(prompts, responses, [1.0] * len(prompts)))
+    order = batch_order(examples, TrainingConfig(), torch.Generator().manual_seed(0))
+    assert sorted(order) == list(range(len(examples)))
+    runs = [tuple(examples[i][0]) for i in order]
+    assert len([k for k, previous in zip(runs, [None] + runs) if k != previous]) == 5
+
+
+def test_response_logprobs_shared_equal_unshared():
+    model = random_llama()
+    prompts, responses = random_groups(seed=8, prompts=7, per_prompt=6)
+    shared = response_logprobs(model, prompts, responses, PAD, batch_size=9)
+    unshared = response_logprobs(model, prompts, responses, PAD, batch_size=9, share_prefixes=False)
+    np.testing.assert_allclose(shared, unshared, atol=1e-5, rtol=0)
+
+
+def test_sampling_with_one_prefill_per_prompt_draws_the_same_rows():
+    class Tokenizer:
+        eos_token_id, pad_token_id = 2, PAD
+
+    model = random_llama()
+    prompts = [p for p, _ in zip(*random_groups(seed=9, prompts=6, per_prompt=8))]
+    for temperature in (1.0, 0.0):
+        shared = generate(model, Tokenizer, prompts, temperature, 7, batch_size=16, seed=3)
+        unshared = generate(model, Tokenizer, prompts, temperature, 7, batch_size=16, seed=3,
+                            share_prefixes=False)
+        assert shared.token_ids == unshared.token_ids and shared.finish_reasons == unshared.finish_reasons
+        np.testing.assert_allclose(shared.logprobs, unshared.logprobs, atol=1e-5, rtol=0)
+
+
+def test_packed_rows_carry_little_padding_when_sorted_by_width():
+    prompts, responses = random_groups(seed=10, prompts=12, per_prompt=8)
+    groups = group_by_prompt(prompts, responses)
+    sorted_runs = micro_batches(groups, 400)
+    unsorted = [groups[i : i + len(sorted_runs[0])] for i in range(0, len(groups), len(sorted_runs[0]))]
+    share = [np.mean([pack(run, PAD, "cpu").padding_share() for run in runs]) for runs in (sorted_runs, unsorted)]
+    assert share[0] < share[1]
+
+
+@pytest.mark.slow
+def test_smollm2_packed_logprobs_and_gradients_equal_the_unshared_ones(tmp_path_factory):
+    from bolt_tasks.core.catalogue import RunsDirectory
+    from bolt_tasks.policy.model_files import converted_model
+    from bolt_tasks.policy.modeling import load_policy
+    from bolt_tasks.policy.prompting import render_prompts
+
+    runs = RunsDirectory.at(tmp_path_factory.mktemp("smollm2-runs"))
+    model, tokenizer = load_policy(str(converted_model(runs, "smollm2-135m-instruct")), torch.device("cpu"))
+    _, prompt_ids = render_prompts(tokenizer, ["What is 2 + 3?", "State the final answer: 7 - 4 ="])
+    replies = ["The answer is 5.", "5", "It is five, since 2 + 3 = 5.", "The answer is 3.", "3."]
+    prompts = [prompt_ids[0]] * 3 + [prompt_ids[1]] * 2
+    responses = [tokenizer(r, add_special_tokens=False).input_ids for r in replies]
+    global PAD
+    PAD, saved = tokenizer.pad_token_id, PAD
+    try:
+        with torch.no_grad():
+            torch.testing.assert_close(shared_sums(model, prompts, responses),
+                                       unshared_sums(model, prompts, responses), atol=1e-5, rtol=1e-6)
+        model.train()
+        assert_same_gradients(copy.deepcopy(model), prompts, responses)
+    finally:
+        PAD = saved
