@@ -152,7 +152,8 @@ def _round_stages(
             parts = shards.map(cached(evaluate_task, f"-{label}{per_shard}"), [
                 dict(prompts=scored.prompts, model=model, reference=scored.reference,
                      evaluation=config.evaluation, task=config.task, out_path=out_path,
-                     samples_path=samples_path, stop=config.sampling.stop, shard=shard)
+                     samples_path=samples_path, stop=config.sampling.stop, shard=shard,
+                     store=str(runs.evaluations))
                 for shard, out_path, samples_path in zip(
                     plan, shard_paths(round_dir, f"{name}_eval", plan),
                     shard_paths(round_dir, f"{name}_samples", plan))

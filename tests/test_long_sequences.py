@@ -54,8 +54,10 @@ def test_chunked_logprobs_of_a_large_vocabulary_equal_the_whole_computation(wide
 def test_micro_batches_respect_the_token_budget():
     examples = [([1] * 3, [2] * n, 1.0) for n in (2, 9, 4, 4, 1)]  # lengths 5, 12, 7, 7, 4
     runs = micro_batches(examples, 16)
-    assert [len(run) for run in runs] == [1, 1, 2, 1]  # 5+12 > 16 padded; 12 alone; 7,7 = 14
-    assert sum(runs, []) == examples and micro_batches(examples, None) == [examples]
+    # longest first: 12 alone; 7, 7 = 14; then 5, 4 = 10 (three of 7 would be 21)
+    assert [[len(p) + len(r) for p, r, _ in run] for run in runs] == [[12], [7, 7], [5, 4]]
+    assert sorted(map(str, sum(runs, []))) == sorted(map(str, examples))
+    assert micro_batches(examples, None) == [examples]
 
 
 def _one_step(tiny_model_dir, tmp_path, max_tokens, lora=None):

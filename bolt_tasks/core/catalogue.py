@@ -159,7 +159,7 @@ class RunsDirectory:
                                  f"({error.strerror or error})") from None
 
     def pipeline(self, name: str) -> PipelineDirectory:
-        if name in {"", ".", ".."} or "/" in name or name in {"reference", "experiments"}:
+        if name in {"", ".", ".."} or "/" in name or name in {"reference", "experiments", "evaluations"}:
             raise BoltInputError(f"field 'pipeline': {name!r} cannot name a pipeline directory "
                                  f"under {self.root}")
         return PipelineDirectory(self.root / name)
@@ -169,6 +169,12 @@ class RunsDirectory:
 
     def embedded_reference(self, recipe_key: str) -> Path:
         return self.root / "reference" / f"embedded-{recipe_key}"
+
+    @property
+    def evaluations(self) -> Path:
+        """Held-out evaluations kept by content across rounds and pipelines
+        (stages/evaluation_store.py)."""
+        return self.root / "evaluations"
 
     def experiment(self, name: str) -> Path:
         return self.root / "experiments" / name

@@ -86,12 +86,13 @@ def weighted_group_nll(model, groups: list[Group], weights: list[float], pad_id:
 
 
 def micro_batches(batch: list, max_tokens: int | None) -> list[list]:
-    """Consecutive runs of (prompt, response, weight) examples whose padded size (count x
-    longest sequence) stays within max_tokens; an example longer than that runs alone."""
+    """Runs of (prompt, response, weight) examples, longest first so that a run's sequences
+    have similar lengths, whose padded size (count x longest sequence) stays within max_tokens;
+    an example longer than that runs alone."""
     if max_tokens is None:
         return [batch]
     runs, current, longest = [], [], 0
-    for example in batch:
+    for example in sorted(batch, key=lambda e: len(e[0]) + len(e[1]), reverse=True):
         length = len(example[0]) + len(example[1])
         if current and (len(current) + 1) * max(longest, length) > max_tokens:
             runs.append(current)
