@@ -52,11 +52,25 @@ class BoltSetting:
     samples: int
     eta: float
     alpha: float
+    prompts_per_round: int | None = None  # a smaller round: the next this-many training prompts
 
     @property
     def name(self) -> str:
+        smaller = f" P={self.prompts_per_round}" if self.prompts_per_round else ""
         return (f"BOLT lr={self.learning_rate:g} ep={self.epochs} N={self.samples} "
-                f"eta={self.eta:g} alpha={self.alpha:g}")
+                f"eta={self.eta:g} alpha={self.alpha:g}{smaller}")
+
+
+def round_prompts(prompts: pa.Table, setting: BoltSetting, k: int) -> pa.Table:
+    """Round k's prompts: the held-out ones and all training prompts, or (prompts_per_round)
+    the k-th run of that many training prompts, cycling through them."""
+    if setting.prompts_per_round is None:
+        return prompts
+    train = [i for i, split in enumerate(prompts["split"].to_pylist()) if split == "train"]
+    size = min(setting.prompts_per_round, len(train))
+    start = (k * size) % len(train)
+    chosen, training = set((train + train)[start : start + size]), set(train)
+    return prompts.take([i for i in range(prompts.num_rows) if i in chosen or i not in training])
 
 
 def run_bolt(reference: str, prompts: pa.Table, accuracy: Accuracy, setting: BoltSetting,
@@ -74,10 +88,11 @@ def run_bolt(reference: str, prompts: pa.Table, accuracy: Accuracy, setting: Bol
     while elapsed < budget:
         times = {}
         start = time.perf_counter()
-        rollouts = sample_rollouts(prompts, sampler, reference, sampling, task, k,
+        this_round = round_prompts(prompts, setting, k)
+        rollouts = sample_rollouts(this_round, sampler, reference, sampling, task, k,
                                    work / f"rollouts-{k}.parquet").read()
         times["sampling"] = time.perf_counter() - start
-        rewards = score_rollouts(prompts, rollouts, task, work / f"rewards-{k}.parquet").read()
+        rewards = score_rollouts(this_round, rollouts, task, work / f"rewards-{k}.parquet").read()
         times["scoring"] = time.perf_counter() - start - sum(times.values())
         weights, _ = compute_weights(rollouts, rewards, weighting)
         times["weights"] = time.perf_counter() - start - sum(times.values())
@@ -98,9 +113,10 @@ def run_bolt(reference: str, prompts: pa.Table, accuracy: Accuracy, setting: Bol
 
 
 def run_grpo(reference: str, dataset, reward_function, accuracy: Accuracy, learning_rate: float,
-             budget: float, evaluate_every: int, out_dir: Path, seed: int, **grpo_args) -> list[dict]:
-    """TRL's GRPOTrainer from pi_ref until the budget is spent; a curve point every
-    `evaluate_every` steps."""
+             budget: float, evaluate_every: int, out_dir: Path, seed: int,
+             stop_at_accuracy: float | None = None, **grpo_args) -> list[dict]:
+    """TRL's GRPOTrainer from pi_ref until the budget is spent (or, with stop_at_accuracy, that
+    accuracy is reached); a curve point every `evaluate_every` steps."""
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
@@ -120,7 +136,8 @@ def run_grpo(reference: str, dataset, reward_function, accuracy: Accuracy, learn
                               "step": state.global_step})
                 print(f"  GRPO lr={learning_rate:g} step {state.global_step}: "
                       f"{self.elapsed:.0f}s accuracy {curve[-1]['accuracy']:.3f}", flush=True)
-                control.should_training_stop = self.elapsed >= budget
+                reached = stop_at_accuracy is not None and curve[-1]["accuracy"] >= stop_at_accuracy
+                control.should_training_stop = self.elapsed >= budget or reached
                 self.started = time.perf_counter()
 
     args = GRPOConfig(

@@ -62,12 +62,16 @@ class HeldOutAccuracy:
                         for a in heldout["answer"].to_pylist()]
         self.pad = tokenizer.pad_token_id
 
-    def __call__(self, model) -> float:
+    def per_prompt(self, model) -> np.ndarray:
+        """pi_theta(answer + EOS | x) of each held-out prompt."""
         was_training = model.training
         model.eval()
         logprobs = response_logprobs(model, self.prompts, self.answers, self.pad, batch_size=1024)
         model.train(was_training)
-        return float(np.exp(logprobs).mean())
+        return np.exp(logprobs)
+
+    def __call__(self, model) -> float:
+        return float(self.per_prompt(model).mean())
 
 
 def built_in_reward(tokenizer):

@@ -1,20 +1,22 @@
 """E4 on a real model: BOLT refresh rounds against TRL's GRPOTrainer on the README's "A real
 model" recipe (the packaged SmolLM2-135M-Instruct, reasoning-gym chain_sum, the strict math
-verifier), each arm for the same optimisation wall-clock budget, one setting each.
+verifier), each setting for the same optimisation wall-clock budget, the same number of settings
+for each arm (BOLT_SETTINGS by name, GRPO learning rates).
 
-Here responses are 16 tokens of a 135M-parameter model, so generation costs something. The
-rounds run exactly the README command's configuration (bolt_cli's own parser reads it),
-except epochs: one per round, as refresh rounds refit often. GRPO: 8 prompts x 8
-generations a step, 16 new tokens, no KL term, its learning rate the recipe's, and the math
-verifier called in-process (BOLT's scoring pays for its worker processes). Held-out accuracy:
-greedy decoding on the held-out prompts, judged by the verifier both arms train on and, apart,
-by whether the response's last number is the answer (gsm8k) and by math_lenient (the gameable
-verifier of the earlier race, which credits a restated problem); the clock stops while it is
-measured. Each judge gets its own table and plot, and each arm's greedy responses at its best
-evaluation are kept. `--verifier math_lenient` reruns the earlier race.
+Two recipes (RECIPES): short, the README command's (16 new tokens), and cot, a chain of thought
+of up to 128 tokens asked for by a system prompt. The rounds run the README command's
+configuration (bolt_cli's own parser reads it), except epochs: one per round, as refresh rounds
+refit often. GRPO: 8 prompts x 8 generations a step, the recipe's new tokens, no KL term, and
+the verifier called in-process (BOLT's scoring pays for its worker processes). Held-out
+accuracy: greedy decoding on the held-out prompts, judged by the verifier both arms train on
+and, apart, by whether the response's last number is the answer (gsm8k) and by math_lenient
+(the gameable verifier of the earlier race, which credits a restated problem); the clock stops
+while it is measured. Each judge gets its own table and plot, and each setting's greedy
+responses at its best evaluation are kept. `--verifier math_lenient` reruns the earlier race.
 
     bash scripts/install.sh --real && pip install -e ".[grpo]"
-    python bench/grpo_vs_bolt_real.py --runs-dir runs [--budget-seconds 900]
+    python bench/grpo_vs_bolt_real.py --runs-dir runs [--recipe short|cot] [--seed 0]
+        [--budget-seconds 900] [--bolt-settings recipe,small-rounds] [--grpo-learning-rates 2e-5,1e-5]
 """
 
 from __future__ import annotations
@@ -91,6 +93,24 @@ class GreedyAccuracy:
         return {"accuracy": accuracy} | {m: float(np.mean(values)) for m, values in judged.items()}
 
 
+# On top of README_RECIPE. cot: a chain of thought of up to 128 tokens, asked for by the system
+# prompt, on three-term sums (pi_ref's accuracy there: README, "Against online RLVR").
+RECIPES = {
+    "short": [],
+    "cot": ["--set", 'task.source_options={"min_terms": 3, "max_terms": 3, "min_digits": 1, "max_digits": 1}',
+            "--set", "task.system_prompt=Think step by step, then finish with 'The answer is N.'",
+            "--set", "sampling.max_new_tokens=128", "--set", "evaluation.max_new_tokens=128",
+            "--set", "training.max_tokens_per_micro_batch=8192"],
+}
+# BOLT's tuning grid on the real model; a race takes as many GRPO learning rates as settings.
+BOLT_SETTINGS = {
+    # the recipe's fit with one epoch per round, pure reward tilting (two e-folds of odds a round)
+    "recipe": BoltSetting(learning_rate=2e-5, epochs=1, samples=8, eta=2.0, alpha=0.0),
+    # smaller rounds: 32 training prompts a round, so the first fit comes sooner
+    "small-rounds": BoltSetting(learning_rate=2e-5, epochs=1, samples=8, eta=2.0, alpha=0.0,
+                                prompts_per_round=32),
+}
+
 # The judges besides the trained verifier: (registry verifier, plot label).
 JUDGES = {"last_number_accuracy": ("gsm8k", "held-out greedy accuracy (last number = answer)"),
           "lenient_accuracy": ("math_lenient", "held-out greedy accuracy (math_lenient: a restated "
@@ -106,11 +126,18 @@ def main() -> None:
     parser.add_argument("--evaluate-every", type=int, default=5, help="GRPO steps between evaluations")
     parser.add_argument("--verifier", default="math", choices=["math", "math_lenient"],
                         help="the verifier both arms train on (math_lenient: the earlier race)")
+    parser.add_argument("--recipe", default="short", choices=sorted(RECIPES),
+                        help="short: the README recipe (16 new tokens); cot: chain of thought")
+    parser.add_argument("--grpo-learning-rates", default=None,
+                        help="comma-separated, one GRPO run each (default: --grpo-learning-rate)")
+    parser.add_argument("--bolt-settings", default="recipe",
+                        help=f"comma-separated names from {sorted(BOLT_SETTINGS)}")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     config = build_config(bolt_parser().parse_args(
-        README_RECIPE + ["--runs-dir", args.runs_dir, "--set", f"task.verifier={args.verifier}"]))
-    prefix = "e4_real" if args.verifier == "math_lenient" else "e4_real_strict"
+        README_RECIPE + RECIPES[args.recipe] + ["--runs-dir", args.runs_dir,
+                                                "--set", f"task.verifier={args.verifier}"]))
+    prefix = "e4_real" if args.verifier == "math_lenient" else f"e4_real_{args.recipe}_seed{args.seed}"
     train_verifier = VERIFIERS[args.verifier]
     runs = RunsDirectory.at(args.runs_dir)
     reference = str(converted_model(runs, config.reference.model))
@@ -118,8 +145,8 @@ def main() -> None:
     train = prompts.filter(pc.equal(prompts["split"], "train"))
     tokenizer = load_tokenizer(reference)
     accuracy = GreedyAccuracy(prompts.filter(pc.equal(prompts["split"], "heldout")), tokenizer, config)
-    setting = BoltSetting(learning_rate=config.training.learning_rate, epochs=1,
-                          samples=config.sampling.samples_per_prompt, eta=2.0, alpha=0.0)
+    settings = [BOLT_SETTINGS[name] for name in args.bolt_settings.split(",")]
+    learning_rates = [float(x) for x in (args.grpo_learning_rates or str(args.grpo_learning_rate)).split(",")]
 
     from datasets import Dataset
 
@@ -131,17 +158,22 @@ def main() -> None:
         return [float(train_verifier(q, a, c, "stop") >= 1.0)
                 for q, a, c in zip(question, answer, completions)]
 
+    grpo, bolt, examples = {}, {}, {}
     with tempfile.TemporaryDirectory() as scratch:
-        grpo = {f"GRPO lr={args.grpo_learning_rate:g}": run_grpo(
-            reference, dataset, reward, accuracy, args.grpo_learning_rate, args.budget_seconds,
-            args.evaluate_every, Path(scratch) / "grpo", args.seed, per_device_train_batch_size=64,
-            num_generations=8, max_completion_length=config.sampling.max_new_tokens)}
-        examples = {"grpo": accuracy.best_examples}
-        accuracy.reset()
-        bolt = {setting.name: run_bolt(reference, prompts, accuracy, setting, args.budget_seconds,
-                                       Path(scratch) / "bolt", config.task, config.sampling,
-                                       config.training, args.seed)}
-        examples["bolt"] = accuracy.best_examples
+        for learning_rate in learning_rates:
+            name = f"GRPO lr={learning_rate:g}"
+            grpo[name] = run_grpo(
+                reference, dataset, reward, accuracy, learning_rate, args.budget_seconds,
+                args.evaluate_every, Path(scratch) / "grpo", args.seed, per_device_train_batch_size=64,
+                num_generations=8, max_completion_length=config.sampling.max_new_tokens)
+            examples[name] = accuracy.best_examples
+            accuracy.reset()
+        for i, setting in enumerate(settings):
+            bolt[setting.name] = run_bolt(reference, prompts, accuracy, setting, args.budget_seconds,
+                                          Path(scratch) / f"bolt-{i}", config.task, config.sampling,
+                                          config.training, args.seed)
+            examples[setting.name] = accuracy.best_examples
+            accuracy.reset()
     judges = [(prefix, "accuracy", f"held-out greedy accuracy ({args.verifier} verifier, trained on)")]
     judges += [(f"{prefix}_{measure.removesuffix('_accuracy')}", measure, label)
                for measure, (name, label) in JUDGES.items() if name != args.verifier]
@@ -149,8 +181,9 @@ def main() -> None:
         bolt_curves, grpo_curves = judged_by(bolt, measure_name), judged_by(grpo, measure_name)
         summary = summarize(bolt_curves, grpo_curves, [0.5, 0.6], args.budget_seconds)
         summary |= {"seed": args.seed, "budget_seconds": args.budget_seconds, "judge": label,
-                    "reference_accuracy": bolt_curves[setting.name][0]["accuracy"]}
-        write_results(runs.experiment("e4"), out_prefix, bolt_curves, grpo_curves, summary, [setting],
+                    "recipe": args.recipe, "max_new_tokens": config.sampling.max_new_tokens,
+                    "reference_accuracy": next(iter(bolt_curves.values()))[0]["accuracy"]}
+        write_results(runs.experiment("e4"), out_prefix, bolt_curves, grpo_curves, summary, settings,
                       "E4 (SmolLM2-135M-Instruct, chain_sum): BOLT refresh rounds vs GRPO (TRL)", label)
     examples_path = runs.experiment("e4") / f"{prefix}_best_responses.json"
     examples_path.write_text(json.dumps(examples, indent=1))

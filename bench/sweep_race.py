@@ -1,0 +1,145 @@
+"""The sweep race on the built-in task: four KL strengths beta, BOLT fitting all four from one set
+of rollouts against four GRPO runs (TRL) with the KL coefficient matched, in one run.
+
+The target of KL-regularised RLVR at beta has, per held-out prompt, the exact success rate
+p* = p e^(1/beta) / (p e^(1/beta) + 1 - p) (p: pi_ref's), so each beta has its own finish line:
+LEVEL_SHARE of the way from pi_ref's held-out accuracy to the mean p*. Accuracy is exact (the
+mean over held-out prompts of pi_theta(answer + EOS | x), as bench/grpo_vs_bolt.py measures it),
+the clock stopped while it is measured.
+  - BOLT: one sampling pass from pi_ref (N samples per training prompt), then for each beta the
+    weights (SQL) and one fit (the round's trainer), timed apart. A beta's time is the shared
+    sampling and scoring plus its own weights and fit; the sweep's time is the sampling once
+    plus all four.
+  - GRPO: one TRL GRPOTrainer run per beta with GRPOConfig.beta = that beta (its per-token k3
+    KL estimate against pi_ref), rewards not scaled by their standard deviation (scaled, the
+    reward's size and so the balance with the KL term would change from group to group), the
+    learning rate the best of the E4 race on this task; until it reaches its level or the
+    budget is spent.
+TRL's loss averages the per-token terms, so its KL weight per sequence is beta divided by the
+response's length where BOLT's objective has beta per sequence: the betas are matched as
+numbers, not exactly as objectives. Reported per beta: each arm's time to its level and the
+ratio BOLT / GRPO, and the sweep's total.
+
+    pip install -e ".[grpo]"
+    python bench/sweep_race.py --runs-dir runs [--budget-seconds 120]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+import torch
+from e4_race import run_grpo, time_to_reach
+from grpo_vs_bolt import HeldOutAccuracy, built_in_reward
+
+from bolt_tasks.core.catalogue import RunsDirectory
+from bolt_tasks.core.config import ReferenceConfig, SamplingConfig, TaskConfig, TrainingConfig, WeightingConfig
+from bolt_tasks.policy.modeling import load_policy
+from bolt_tasks.policy.training import train_policy
+from bolt_tasks.sampling.rollouts import sample_rollouts
+from bolt_tasks.stages.arithmetic import prompts_table
+from bolt_tasks.stages.reference import embedded_reference_dir, train_reference
+from bolt_tasks.stages.verifiers import score_rollouts
+from bolt_tasks.stages.weights import compute_weights
+
+BETAS = (0.25, 0.5, 1.0, 2.0)
+LEVEL_SHARE = 0.9
+GRPO_LEARNING_RATE = 3e-4
+
+
+def target_accuracy(model, heldout_accuracy: HeldOutAccuracy, beta: float) -> float:
+    """Mean p* over the held-out prompts, from pi_ref's exact per-prompt success rates."""
+    p = np.clip(heldout_accuracy.per_prompt(model), 1e-12, 1 - 1e-12)
+    tilt = np.exp(1.0 / beta)
+    return float(np.mean(p * tilt / (p * tilt + 1 - p)))
+
+
+def bolt_sweep(reference: str, prompts, accuracy, levels: dict, work: Path, seed: int) -> dict:
+    task, sampling = TaskConfig(), SamplingConfig(seed=seed)
+    training = TrainingConfig(seed=seed)
+    start = time.perf_counter()
+    rollouts = sample_rollouts(prompts, reference, reference, sampling, task, 0, work / "rollouts.parquet").read()
+    rewards = score_rollouts(prompts, rollouts, task, work / "rewards.parquet").read()
+    shared = time.perf_counter() - start
+    result = {"sampling_and_scoring_seconds": shared, "betas": {}}
+    for beta in BETAS:
+        start = time.perf_counter()
+        weights, _ = compute_weights(rollouts, rewards, WeightingConfig(beta=beta))
+        policy = work / f"policy-beta-{beta:g}"
+        train_policy(rollouts, weights, reference, training, policy, work / f"log-{beta:g}.parquet")
+        seconds = time.perf_counter() - start
+        model, _ = load_policy(str(policy), torch.device("cpu"))
+        reached = accuracy(model)
+        result["betas"][f"{beta:g}"] = {
+            "fit_seconds": seconds, "seconds": shared + seconds, "accuracy": reached,
+            "level": levels[beta], "reached": reached >= levels[beta]}
+        print(f"  BOLT beta={beta:g}: accuracy {reached:.3f} (level {levels[beta]:.3f}) after "
+              f"{shared:.1f} s shared + {seconds:.1f} s", flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs-dir", default="runs")
+    parser.add_argument("--budget-seconds", type=float, default=120.0, help="per GRPO run")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--evaluate-every", type=int, default=5)
+    args = parser.parse_args()
+    torch.manual_seed(args.seed)
+    runs = RunsDirectory.at(args.runs_dir)
+    reference_config, task = ReferenceConfig(), TaskConfig()
+    reference = embedded_reference_dir(runs, reference_config, task)
+    if not (reference / "model.safetensors").exists():
+        train_reference(reference_config, task.seed, task.heldout_prompts, reference)
+    reference = str(reference)
+    prompts = prompts_table(task.seed, task.train_prompts, task.heldout_prompts)
+    train = prompts.filter(pc.equal(prompts["split"], "train"))
+    model, tokenizer = load_policy(reference, torch.device("cpu"))
+    accuracy = HeldOutAccuracy(prompts.filter(pc.equal(prompts["split"], "heldout")), tokenizer)
+    start_accuracy = accuracy(model)
+    levels = {beta: start_accuracy + LEVEL_SHARE * (target_accuracy(model, accuracy, beta) - start_accuracy)
+              for beta in BETAS}
+
+    from datasets import Dataset
+
+    dataset = Dataset.from_list([{"prompt": p, "answer": a} for p, a in
+                                 zip(train["prompt"].to_pylist(), train["answer"].to_pylist())])
+    with tempfile.TemporaryDirectory() as scratch:
+        bolt = bolt_sweep(reference, prompts, accuracy, levels, Path(scratch) / "bolt", args.seed)
+        grpo = {}
+        for beta in BETAS:
+            curve = run_grpo(reference, dataset, built_in_reward(tokenizer), accuracy, GRPO_LEARNING_RATE,
+                             args.budget_seconds, args.evaluate_every, Path(scratch) / f"grpo-{beta:g}",
+                             args.seed, per_device_train_batch_size=64, num_generations=8,
+                             max_completion_length=5, beta=beta, scale_rewards="none",
+                             stop_at_accuracy=levels[beta])
+            grpo[f"{beta:g}"] = {"curve": curve, "seconds": time_to_reach(curve, levels[beta])}
+    table = {}
+    for beta in BETAS:
+        key = f"{beta:g}"
+        bolt_seconds = bolt["betas"][key]["seconds"] if bolt["betas"][key]["reached"] else None
+        grpo_seconds = grpo[key]["seconds"]
+        table[key] = {"level": levels[beta], "bolt_seconds": bolt_seconds, "grpo_seconds": grpo_seconds,
+                      "bolt_accuracy": bolt["betas"][key]["accuracy"],
+                      "grpo_best_accuracy": max(p["accuracy"] for p in grpo[key]["curve"]),
+                      "ratio": bolt_seconds / grpo_seconds if bolt_seconds and grpo_seconds else None}
+    sweep = bolt["sampling_and_scoring_seconds"] + sum(b["fit_seconds"] for b in bolt["betas"].values())
+    grpo_total = [grpo[f"{b:g}"]["seconds"] for b in BETAS]
+    summary = {"seed": args.seed, "reference_accuracy": start_accuracy, "level_share": LEVEL_SHARE,
+               "grpo_learning_rate": GRPO_LEARNING_RATE, "budget_seconds": args.budget_seconds,
+               "betas": table, "bolt_sweep_seconds": sweep,
+               "grpo_sweep_seconds": sum(grpo_total) if None not in grpo_total else None}
+    out = runs.experiment("e4") / f"sweep_race_seed{args.seed}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"summary": summary, "bolt": bolt, "grpo": grpo}, indent=2))
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
