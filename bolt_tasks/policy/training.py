@@ -52,6 +52,12 @@ class ResponseLogprobs(torch.nn.Module):
         return response_logprob_sums(self.policy, *batch)
 
 
+def unwrapped(model):
+    """The policy inside a DDP wrapper and its ResponseLogprobs, if any."""
+    model = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+    return model.policy if isinstance(model, ResponseLogprobs) else model
+
+
 def _nll(model, batch: tuple, weights: torch.Tensor, batch_size: int) -> torch.Tensor:
     device = next(model.parameters()).device
     autocast = (
@@ -79,9 +85,7 @@ def weighted_group_nll(model, groups: list[Group], weights: list[float], pad_id:
                        batch_size: int) -> torch.Tensor:
     """weighted_nll of the groups' sequences, each prompt computed once (policy/shared_prefix.py);
     `weights`: one per sequence, in the groups' order."""
-    policy = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
-    policy = policy.policy if isinstance(policy, ResponseLogprobs) else policy
-    packed = pack_for(policy, groups, pad_id)
+    packed = pack_for(unwrapped(model), groups, pad_id)
     return _nll(model, (packed,), torch.tensor(weights, dtype=torch.float32), batch_size)
 
 
@@ -218,11 +222,9 @@ def fit(model, pad_id: int, examples: list, training: TrainingConfig,
             for first in range(0, len(order), training.batch_size):
                 yield epoch, [examples[i] for i in order[first : first + training.batch_size]]
 
-    policy = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
-    policy = policy.policy if isinstance(policy, ResponseLogprobs) else policy
     widest = max((len(p) + len(r) for p, r, _ in examples), default=0)
     share = training.share_prompt_prefix and shares_prefixes(
-        policy, training.max_tokens_per_micro_batch or training.batch_size * widest)
+        unwrapped(model), training.max_tokens_per_micro_batch or training.batch_size * widest)
     steps = track(batches(), total, "weighted SFT") if replicas.rank == 0 else batches()
     for step, (epoch, batch) in enumerate(steps):
         optimizer.zero_grad(set_to_none=True)
