@@ -42,7 +42,9 @@ def print_summary(summary: RoundSummary, seconds: float) -> None:
     console.print(
         f"pi_ref per-prompt success rates: {100 * s.ref_share_below_0_3:.1f}% of prompts below 0.3, "
         f"{100 * s.ref_share_above_0_6:.1f}% above 0.6, "
-        f"{_number(s.ref_share_unsolved_in_32, 1, 100)}% expected unsolved in 32 samples",
+        + ("expected unsolved in 32 samples: n/a (fewer samples per prompt)"
+           if s.ref_share_unsolved_in_32 is None
+           else f"{100 * s.ref_share_unsolved_in_32:.1f}% expected unsolved in 32 samples"),
         markup=False,
     )
     if s.verifier_errors or s.heldout_verifier_errors:
