@@ -7,7 +7,7 @@ temperature-1 accuracy, in one forward pass; the clock stops while it is measure
   - GRPO: TRL GRPOTrainer (8 generations per prompt, 8 prompts per step, no KL term: TRL's
     default), one run per learning rate (GRPO_LEARNING_RATES).
   - BOLT: refresh rounds (bench/e4_race.py), one run per setting of learning rate x epochs x N x
-    eta x alpha (BOLT_SETTINGS): as many settings as GRPO has learning rates.
+    eta x alpha x prompts per round (BOLT_SETTINGS): as many settings as GRPO has learning rates.
 Reported per accuracy level (0.90, 0.95, GRPO's best): each arm's fastest setting to reach it,
 and the ratio BOLT / GRPO of their times (below 1: BOLT is faster).
 
@@ -39,8 +39,9 @@ from bolt_tasks.policy.modeling import encode_prompts, load_policy
 from bolt_tasks.stages.arithmetic import prompts_table
 from bolt_tasks.stages.reference import embedded_reference_dir, train_reference
 
-# The same tuning budget for both arms: four settings each, fixed before any was run.
-GRPO_LEARNING_RATES = (3e-5, 1e-4, 3e-4, 1e-3)
+# The same tuning budget for both arms: five settings each, fixed before any was run (the
+# fifth of each added with smaller BOLT rounds).
+GRPO_LEARNING_RATES = (3e-5, 1e-4, 3e-4, 5e-4, 1e-3)
 BOLT_SETTINGS = (
     # the earlier E4's fit, with eta = 2 (pure reward tilting, two e-folds of odds a round)
     BoltSetting(learning_rate=1e-4, epochs=2, samples=8, eta=2.0, alpha=0.0),
@@ -50,6 +51,8 @@ BOLT_SETTINGS = (
     BoltSetting(learning_rate=1e-3, epochs=1, samples=4, eta=8.0, alpha=0.0),
     # alpha = 1: every round targets pi_ref * exp(8 r), i.e. pi* at beta = 1/8
     BoltSetting(learning_rate=1e-3, epochs=1, samples=8, eta=8.0, alpha=1.0),
+    # smaller rounds: 250 of the 1000 training prompts a round, so a fit comes four times as often
+    BoltSetting(learning_rate=1e-3, epochs=1, samples=8, eta=4.0, alpha=0.0, prompts_per_round=250),
 )
 
 
