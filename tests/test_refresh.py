@@ -39,6 +39,11 @@ def test_refresh_lineage_and_continuation(tmp_path):
         json.loads((tmp_path / "default-refresh" / f"round-{k}" / "summary.json").read_text())
         ["stage_seconds"]["bootstrap"] for k in range(3)]
     assert bootstrap_seconds[0] > 0 and bootstrap_seconds[1:] == [0, 0]  # built once, in round 0
+    # pi_ref is evaluated once, in round 0; later rounds copy it from runs/evaluations
+    reference_evals = {(tmp_path / "default-refresh" / f"round-{k}" / "reference_samples.parquet").read_bytes()
+                       for k in range(3)}
+    assert len(reference_evals) == 1
+    assert len(list(RunsDirectory.at(runs).evaluations.iterdir())) == 1 + 3  # pi_ref, pi_1..pi_3
 
     client = mlflow.MlflowClient(RunsDirectory.at(runs).tracking_uri())
     experiment = client.get_experiment_by_name("bolt-default-refresh").experiment_id
