@@ -13,6 +13,7 @@ import pytest
 
 from bolt_tasks.core.catalogue import RunsDirectory
 from cli_runs import bolt, session_processes
+from same_rows import assert_same_rows
 
 # Small decode batches, so 24 training and 8 held-out prompts make several shards' worth of
 # batches (shards start at batch boundaries).
@@ -39,7 +40,7 @@ def round_tables(runs, pipeline: str = "tiny", index: int = 0) -> dict[str, pa.T
 def assert_same_tables(found: dict, expected: dict) -> None:
     for name, table in expected.items():
         assert found[name].num_rows == table.num_rows > 0, name
-        assert found[name].equals(table), name
+        assert_same_rows(found[name], table, name)
 
 
 def run_ok(*args):

@@ -116,18 +116,26 @@ def packed_logprob_sums(model, packed: PackedGroups) -> torch.Tensor:
 
 
 def _shared_prefix_logprobs(model, prompts, responses, pad_id, batch_size, description) -> np.ndarray | None:
-    """None when the model cannot take these packed rows (shared_prefix.shares_prefixes)."""
-    widest = max(len(p) + len(r) for p, r in zip(prompts, responses))
-    # As many positions per pass as batch_size unshared sequences would take at most.
-    budget = batch_size * widest
-    parts = [part for group in group_by_prompt(prompts, responses) for part in split_wide(group, budget)]
-    if not shares_prefixes(model, max(part.width for part in parts)):
-        return None
-    runs = micro_batches(parts, budget)
+    """None when the model cannot take these packed rows (shared_prefix.shares_prefixes).
+    Packed chunk by chunk of batch_size sequences, as the unshared path batches them: a matmul's
+    rows change in the last bits with the rows beside them, and prompt shards start at these
+    chunks' boundaries, so each shard computes the bits one pass over all prompts computes."""
+    chunks = []
+    for start in range(0, len(prompts), batch_size):
+        chunk_prompts, chunk_responses = prompts[start : start + batch_size], responses[start : start + batch_size]
+        widest = max(len(p) + len(r) for p, r in zip(chunk_prompts, chunk_responses))
+        # As many positions per pass as batch_size unshared sequences would take at most.
+        budget = batch_size * widest
+        parts = [part for group in group_by_prompt(chunk_prompts, chunk_responses)
+                 for part in split_wide(group, budget)]
+        if not shares_prefixes(model, max(part.width for part in parts)):
+            return None
+        chunks.append((start, micro_batches(parts, budget)))
+    runs = [(start, run) for start, chunk_runs in chunks for run in chunk_runs]
     out = np.zeros(len(prompts))
-    for run in track(runs, len(runs), description):
+    for start, run in track(runs, len(runs), description):
         sums = packed_logprob_sums(model, pack_for(model, run, pad_id)).double().cpu().numpy()
-        out[[index for group in run for index in group.indices]] = sums
+        out[[start + index for group in run for index in group.indices]] = sums
     return out
 
 

@@ -55,7 +55,9 @@ class TransformersSampler:
         model, tokenizer = load_policy(model_path)
         return response_logprobs(
             model, prompt_ids, response_ids, tokenizer.pad_token_id,
-            batch_size=sampling.batch_size, description=f"log pi_ref of {len(response_ids)} responses",
+            # the decode batches' boundaries, which are the shards': a shard computes one pass's bits
+            batch_size=rows_per_batch(sampling.batch_size, sampling.samples_per_prompt),
+            description=f"log pi_ref of {len(response_ids)} responses",
         )
 
 
