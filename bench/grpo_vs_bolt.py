@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,39 @@ def built_in_reward(tokenizer):
     return reward
 
 
+@dataclass
+class BuiltInRace:
+    """What both arms start from on the built-in task: the embedded reference policy (trained
+    here if the runs directory has none), the default round's prompts and the held-out judge."""
+
+    runs: RunsDirectory
+    task: TaskConfig
+    reference: str
+    prompts: pa.Table
+    tokenizer: object
+    accuracy: HeldOutAccuracy
+
+    @classmethod
+    def prepare(cls, runs_dir: str) -> "BuiltInRace":
+        runs = RunsDirectory.at(runs_dir)
+        reference_config, task = ReferenceConfig(), TaskConfig()
+        reference = embedded_reference_dir(runs, reference_config, task)
+        if not (reference / "model.safetensors").exists():
+            train_reference(reference_config, task.seed, task.heldout_prompts, reference)
+        prompts = prompts_table(task.seed, task.train_prompts, task.heldout_prompts)
+        _, tokenizer = load_policy(str(reference), torch.device("cpu"))
+        accuracy = HeldOutAccuracy(prompts.filter(pc.equal(prompts["split"], "heldout")), tokenizer)
+        return cls(runs, task, str(reference), prompts, tokenizer, accuracy)
+
+    def grpo_dataset(self):
+        """The training prompts as TRL takes them."""
+        from datasets import Dataset
+
+        train = self.prompts.filter(pc.equal(self.prompts["split"], "train"))
+        return Dataset.from_list([{"prompt": p, "answer": a} for p, a in
+                                  zip(train["prompt"].to_pylist(), train["answer"].to_pylist())])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs-dir", default="runs")
@@ -93,25 +127,15 @@ def main() -> None:
     parser.add_argument("--evaluate-every", type=int, default=5, help="GRPO steps between evaluations")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
-    runs = RunsDirectory.at(args.runs_dir)
-    reference_config, task = ReferenceConfig(), TaskConfig()
-    reference = embedded_reference_dir(runs, reference_config, task)
-    if not (reference / "model.safetensors").exists():
-        train_reference(reference_config, task.seed, task.heldout_prompts, reference)
-    reference = str(reference)
-    prompts = prompts_table(task.seed, task.train_prompts, task.heldout_prompts)
-    train = prompts.filter(pc.equal(prompts["split"], "train"))
-    _, tokenizer = load_policy(reference, torch.device("cpu"))
-    accuracy = HeldOutAccuracy(prompts.filter(pc.equal(prompts["split"], "heldout")), tokenizer)
+    race = BuiltInRace.prepare(args.runs_dir)
+    runs, task, reference, prompts, tokenizer, accuracy = (
+        race.runs, race.task, race.reference, race.prompts, race.tokenizer, race.accuracy)
     learning_rates = [float(x) for x in args.learning_rates.split(",")]
     if len(learning_rates) != len(BOLT_SETTINGS):
         raise SystemExit(f"the same tuning budget: {len(BOLT_SETTINGS)} GRPO learning rates, one "
                          f"per BOLT setting; got {len(learning_rates)}")
 
-    from datasets import Dataset
-
-    dataset = Dataset.from_list([{"prompt": p, "answer": a} for p, a in
-                                 zip(train["prompt"].to_pylist(), train["answer"].to_pylist())])
+    dataset = race.grpo_dataset()
     bolt, grpo = {}, {}
     with tempfile.TemporaryDirectory() as scratch:
         for i, setting in enumerate(BOLT_SETTINGS):

@@ -97,6 +97,8 @@ class GreedyAccuracy:
 # prompt, on three-term sums (pi_ref's accuracy there: README, "Against online RLVR").
 RECIPES = {
     "short": [],
+    # Provisional: pi_ref's accuracy on 3-term sums with this prompt (the issue asks for 15-60%)
+    # has not been measured yet.
     "cot": ["--set", 'task.source_options={"min_terms": 3, "max_terms": 3, "min_digits": 1, "max_digits": 1}',
             "--set", "task.system_prompt=Think step by step, then finish with 'The answer is N.'",
             "--set", "sampling.max_new_tokens=128", "--set", "evaluation.max_new_tokens=128",

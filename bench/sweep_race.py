@@ -33,18 +33,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow.compute as pc
 import torch
 from e4_race import run_grpo, time_to_reach
-from grpo_vs_bolt import HeldOutAccuracy, built_in_reward
+from grpo_vs_bolt import BuiltInRace, HeldOutAccuracy, built_in_reward
 
-from bolt_tasks.core.catalogue import RunsDirectory
-from bolt_tasks.core.config import ReferenceConfig, SamplingConfig, TaskConfig, TrainingConfig, WeightingConfig
+from bolt_tasks.core.config import SamplingConfig, TaskConfig, TrainingConfig, WeightingConfig
 from bolt_tasks.policy.modeling import load_policy
 from bolt_tasks.policy.training import train_policy
 from bolt_tasks.sampling.rollouts import sample_rollouts
-from bolt_tasks.stages.arithmetic import prompts_table
-from bolt_tasks.stages.reference import embedded_reference_dir, train_reference
 from bolt_tasks.stages.verifiers import score_rollouts
 from bolt_tasks.stages.weights import compute_weights
 
@@ -92,24 +88,15 @@ def main() -> None:
     parser.add_argument("--evaluate-every", type=int, default=5)
     args = parser.parse_args()
     torch.manual_seed(args.seed)
-    runs = RunsDirectory.at(args.runs_dir)
-    reference_config, task = ReferenceConfig(), TaskConfig()
-    reference = embedded_reference_dir(runs, reference_config, task)
-    if not (reference / "model.safetensors").exists():
-        train_reference(reference_config, task.seed, task.heldout_prompts, reference)
-    reference = str(reference)
-    prompts = prompts_table(task.seed, task.train_prompts, task.heldout_prompts)
-    train = prompts.filter(pc.equal(prompts["split"], "train"))
-    model, tokenizer = load_policy(reference, torch.device("cpu"))
-    accuracy = HeldOutAccuracy(prompts.filter(pc.equal(prompts["split"], "heldout")), tokenizer)
+    race = BuiltInRace.prepare(args.runs_dir)
+    runs, reference, prompts, tokenizer, accuracy = (
+        race.runs, race.reference, race.prompts, race.tokenizer, race.accuracy)
+    model, _ = load_policy(reference, torch.device("cpu"))
     start_accuracy = accuracy(model)
     levels = {beta: start_accuracy + LEVEL_SHARE * (target_accuracy(model, accuracy, beta) - start_accuracy)
               for beta in BETAS}
 
-    from datasets import Dataset
-
-    dataset = Dataset.from_list([{"prompt": p, "answer": a} for p, a in
-                                 zip(train["prompt"].to_pylist(), train["answer"].to_pylist())])
+    dataset = race.grpo_dataset()
     with tempfile.TemporaryDirectory() as scratch:
         bolt = bolt_sweep(reference, prompts, accuracy, levels, Path(scratch) / "bolt", args.seed)
         grpo = {}

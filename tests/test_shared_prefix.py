@@ -19,21 +19,21 @@ from bolt_tasks.sampling.decode import generate
 PAD = 0
 
 
-def random_llama(attention: str = "sdpa", seed: int = 0) -> LlamaForCausalLM:
+def random_llama(attention: str = "sdpa", seed: int = 0, hidden: int = 64) -> LlamaForCausalLM:
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+    config = LlamaConfig(vocab_size=97, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
                          pad_token_id=PAD, bos_token_id=1, eos_token_id=2,
                          attn_implementation=attention)
     return LlamaForCausalLM(config).eval()
 
 
-def random_groups(seed: int, prompts: int = 4, per_prompt: int = 5) -> tuple[list, list]:
+def random_groups(seed: int, prompts: int = 4, per_prompt: int = 5, longest_prompt: int = 11) -> tuple[list, list]:
     """Prompt-major (prompt ids, response ids) pairs, prompts and responses of varied lengths."""
     generator = np.random.default_rng(seed)
     prompt_ids, response_ids = [], []
     for _ in range(prompts):
-        prompt = generator.integers(3, 97, generator.integers(1, 12)).tolist()
+        prompt = generator.integers(3, 97, generator.integers(1, longest_prompt + 1)).tolist()
         for _ in range(per_prompt):
             prompt_ids.append(prompt)
             response_ids.append(generator.integers(3, 97, generator.integers(1, 9)).tolist())
@@ -205,3 +205,17 @@ def test_smollm2_packed_logprobs_and_gradients_equal_the_unshared_ones(tmp_path_
         assert_same_gradients(copy.deepcopy(model), prompts, responses, elementwise=False)
     finally:
         PAD = saved
+
+
+def test_response_log_probs_of_a_shard_are_those_of_one_pass():
+    """Packed within the batches of sequences the unshared path uses, whose boundaries prompt
+    shards start at: a shard computes one pass's bits (a matmul's rows change in their last bits
+    with the rows beside them, so packing across those boundaries would move them)."""
+    model = random_llama(hidden=256)  # wide enough that the matmuls' blocking depends on their rows
+    # a draw whose groups, packed across the batches' boundaries, give other bits (measured)
+    prompts, responses = random_groups(seed=0, prompts=6, per_prompt=4, longest_prompt=40)
+    whole = response_logprobs(model, prompts, responses, PAD, batch_size=8)
+    # shards of 8 and 16 sequences, starting where the batches of 8 do
+    parts = [response_logprobs(model, prompts[a:b], responses[a:b], PAD, batch_size=8)
+             for a, b in ((0, 8), (8, 24))]
+    assert np.array_equal(whole, np.concatenate(parts))
