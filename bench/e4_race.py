@@ -140,11 +140,12 @@ def run_grpo(reference: str, dataset, reward_function, accuracy: Accuracy, learn
                 control.should_training_stop = self.elapsed >= budget or reached
                 self.started = time.perf_counter()
 
-    args = GRPOConfig(
-        output_dir=str(out_dir), learning_rate=learning_rate, temperature=1.0, beta=0.0,
-        use_cpu=True, bf16=False, report_to=[], logging_steps=1000, max_steps=100_000,
-        save_strategy="no", disable_dropout=True, seed=seed, dataloader_num_workers=0, **grpo_args,
-    )
+    args = GRPOConfig(**{
+        "output_dir": str(out_dir), "learning_rate": learning_rate, "temperature": 1.0,
+        "beta": 0.0,  # TRL's default, no KL term, unless grpo_args set one (the sweep race)
+        "use_cpu": True, "bf16": False, "report_to": [], "logging_steps": 1000, "max_steps": 100_000,
+        "save_strategy": "no", "disable_dropout": True, "seed": seed, "dataloader_num_workers": 0,
+    } | grpo_args)
     trainer = GRPOTrainer(model=model, reward_funcs=reward_function, args=args, train_dataset=dataset,
                           processing_class=tokenizer, callbacks=[Clock()])
     trainer.train()

@@ -3,8 +3,8 @@ model" recipe (the packaged SmolLM2-135M-Instruct, reasoning-gym chain_sum, the 
 verifier), each setting for the same optimisation wall-clock budget, the same number of settings
 for each arm (BOLT_SETTINGS by name, GRPO learning rates).
 
-Two recipes (RECIPES): short, the README command's (16 new tokens), and cot, a chain of thought
-of up to 128 tokens asked for by a system prompt. The rounds run the README command's
+Two recipes (RECIPES): short, the README command's (16 new tokens), and long, three-term sums
+with up to 128 new tokens for the model's worked answer. The rounds run the README command's
 configuration (bolt_cli's own parser reads it), except epochs: one per round, as refresh rounds
 refit often. GRPO: 8 prompts x 8 generations a step, the recipe's new tokens, no KL term, and
 the verifier called in-process (BOLT's scoring pays for its worker processes). Held-out
@@ -15,8 +15,9 @@ while it is measured. Each judge gets its own table and plot, and each setting's
 responses at its best evaluation are kept. `--verifier math_lenient` reruns the earlier race.
 
     bash scripts/install.sh --real && pip install -e ".[grpo]"
-    python bench/grpo_vs_bolt_real.py --runs-dir runs [--recipe short|cot] [--seed 0]
+    python bench/grpo_vs_bolt_real.py --runs-dir runs [--recipe short|long] [--seed 0]
         [--budget-seconds 900] [--bolt-settings recipe,small-rounds] [--grpo-learning-rates 2e-5,1e-5]
+        [--levels 0.5,0.6] [--probe]
 """
 
 from __future__ import annotations
@@ -93,16 +94,15 @@ class GreedyAccuracy:
         return {"accuracy": accuracy} | {m: float(np.mean(values)) for m, values in judged.items()}
 
 
-# On top of README_RECIPE. cot: a chain of thought of up to 128 tokens, asked for by the system
-# prompt, on three-term sums (pi_ref's accuracy there: README, "Against online RLVR").
+# On top of README_RECIPE. long: three-term sums with room for the model's own worked answer,
+# up to 128 new tokens, under its default system prompt. A system prompt asking to "think step
+# by step, then finish with 'The answer is N.'" gave pi_ref 0.083 greedy accuracy on these
+# held-out prompts (--probe, 2026-12-03), below the 15-60% a race needs, and is not used.
 RECIPES = {
     "short": [],
-    # Provisional: pi_ref's accuracy on 3-term sums with this prompt (the issue asks for 15-60%)
-    # has not been measured yet.
-    "cot": ["--set", 'task.source_options={"min_terms": 3, "max_terms": 3, "min_digits": 1, "max_digits": 1}',
-            "--set", "task.system_prompt=Think step by step, then finish with 'The answer is N.'",
-            "--set", "sampling.max_new_tokens=128", "--set", "evaluation.max_new_tokens=128",
-            "--set", "training.max_tokens_per_micro_batch=8192"],
+    "long": ["--set", 'task.source_options={"min_terms": 3, "max_terms": 3, "min_digits": 1, "max_digits": 1}',
+             "--set", "sampling.max_new_tokens=128", "--set", "evaluation.max_new_tokens=128",
+             "--set", "training.max_tokens_per_micro_batch=8192"],
 }
 # BOLT's tuning grid on the real model; a race takes as many GRPO learning rates as settings.
 BOLT_SETTINGS = {
@@ -129,11 +129,16 @@ def main() -> None:
     parser.add_argument("--verifier", default="math", choices=["math", "math_lenient"],
                         help="the verifier both arms train on (math_lenient: the earlier race)")
     parser.add_argument("--recipe", default="short", choices=sorted(RECIPES),
-                        help="short: the README recipe (16 new tokens); cot: chain of thought")
+                        help="short: the README recipe (16 new tokens); long: up to 128 new tokens")
     parser.add_argument("--grpo-learning-rates", default=None,
                         help="comma-separated, one GRPO run each (default: --grpo-learning-rate)")
     parser.add_argument("--bolt-settings", default="recipe",
                         help=f"comma-separated names from {sorted(BOLT_SETTINGS)}")
+    parser.add_argument("--levels", default="0.5,0.6",
+                        help="comma-separated accuracy levels the time ratios are reported at")
+    parser.add_argument("--probe", action="store_true",
+                        help="print pi_ref's greedy held-out accuracy under each judge and stop "
+                             "(is a recipe in the range worth racing on?)")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     config = build_config(bolt_parser().parse_args(
@@ -147,6 +152,19 @@ def main() -> None:
     train = prompts.filter(pc.equal(prompts["split"], "train"))
     tokenizer = load_tokenizer(reference)
     accuracy = GreedyAccuracy(prompts.filter(pc.equal(prompts["split"], "heldout")), tokenizer, config)
+    if args.probe:
+        from bolt_tasks.policy.modeling import load_policy
+
+        model, _ = load_policy(reference, torch.device("cpu"))
+        judged = accuracy(model)
+        lengths = [len(tokenizer(row["response"], add_special_tokens=False).input_ids)
+                   for row in accuracy.best_examples]
+        print(json.dumps({"recipe": args.recipe, "verifier": args.verifier,
+                          "heldout_prompts": len(accuracy.rows),
+                          "mean_greedy_response_tokens": float(np.mean(lengths))} | judged))
+        for row in accuracy.best_examples[:4]:
+            print(f"  {row['prompt']!r} -> {row['response']!r} (answer {row['answer']}, reward {row['reward']:g})")
+        return
     settings = [BOLT_SETTINGS[name] for name in args.bolt_settings.split(",")]
     learning_rates = [float(x) for x in (args.grpo_learning_rates or str(args.grpo_learning_rate)).split(",")]
 
@@ -181,7 +199,8 @@ def main() -> None:
                for measure, (name, label) in JUDGES.items() if name != args.verifier]
     for out_prefix, measure_name, label in judges:
         bolt_curves, grpo_curves = judged_by(bolt, measure_name), judged_by(grpo, measure_name)
-        summary = summarize(bolt_curves, grpo_curves, [0.5, 0.6], args.budget_seconds)
+        summary = summarize(bolt_curves, grpo_curves, [float(x) for x in args.levels.split(",")],
+                            args.budget_seconds)
         summary |= {"seed": args.seed, "budget_seconds": args.budget_seconds, "judge": label,
                     "recipe": args.recipe, "max_new_tokens": config.sampling.max_new_tokens,
                     "reference_accuracy": next(iter(bolt_curves.values()))[0]["accuracy"]}

@@ -7,9 +7,10 @@ LEVEL_SHARE of the way from pi_ref's held-out accuracy to the mean p*. Accuracy 
 mean over held-out prompts of pi_theta(answer + EOS | x), as bench/grpo_vs_bolt.py measures it),
 the clock stopped while it is measured.
   - BOLT: one sampling pass from pi_ref (N samples per training prompt), then for each beta the
-    weights (SQL) and one fit (the round's trainer), timed apart. A beta's time is the shared
-    sampling and scoring plus its own weights and fit; the sweep's time is the sampling once
-    plus all four.
+    weights (SQL) and fits of the round's trainer (its default epochs each, every fit continuing
+    from the last on the same weighted rollouts), until the level or the budget; timed apart. A
+    beta's time is the shared sampling and scoring plus its own weights and fits; the sweep's
+    time is the sampling once plus all four.
   - GRPO: one TRL GRPOTrainer run per beta with GRPOConfig.beta = that beta (its per-token k3
     KL estimate against pi_ref), rewards not scaled by their standard deviation (scaled, the
     reward's size and so the balance with the KL term would change from group to group), the
@@ -56,34 +57,49 @@ def target_accuracy(model, heldout_accuracy: HeldOutAccuracy, beta: float) -> fl
     return float(np.mean(p * tilt / (p * tilt + 1 - p)))
 
 
-def bolt_sweep(reference: str, prompts, accuracy, levels: dict, work: Path, seed: int) -> dict:
+def bolt_sweep(reference: str, prompts, accuracy, levels: dict, work: Path, seed: int,
+               budget: float) -> dict:
+    """Per beta: its weights, then fits of TrainingConfig's epochs each, every one continuing from
+    the last (the same weighted objective, a fresh optimizer), until the beta's level is reached
+    or `budget` seconds of its own weights and fits are spent; accuracy after each fit."""
     task, sampling = TaskConfig(), SamplingConfig(seed=seed)
     training = TrainingConfig(seed=seed)
     start = time.perf_counter()
     rollouts = sample_rollouts(prompts, reference, reference, sampling, task, 0, work / "rollouts.parquet").read()
     rewards = score_rollouts(prompts, rollouts, task, work / "rewards.parquet").read()
     shared = time.perf_counter() - start
-    result = {"sampling_and_scoring_seconds": shared, "betas": {}}
+    result = {"sampling_and_scoring_seconds": shared, "epochs_per_fit": training.epochs, "betas": {}}
     for beta in BETAS:
         start = time.perf_counter()
         weights, _ = compute_weights(rollouts, rewards, WeightingConfig(beta=beta))
-        policy = work / f"policy-beta-{beta:g}"
-        train_policy(rollouts, weights, reference, training, policy, work / f"log-{beta:g}.parquet")
-        seconds = time.perf_counter() - start
-        model, _ = load_policy(str(policy), torch.device("cpu"))
-        reached = accuracy(model)
+        own, curve, model_dir = time.perf_counter() - start, [], reference
+        while own < budget:
+            policy = work / f"policy-beta-{beta:g}-fit-{len(curve)}"
+            start = time.perf_counter()
+            train_policy(rollouts, weights, model_dir, training, policy,
+                         work / f"log-{beta:g}-{len(curve)}.parquet")
+            own += time.perf_counter() - start
+            model_dir = str(policy)
+            model, _ = load_policy(model_dir, torch.device("cpu"))
+            curve.append({"epochs": training.epochs * (len(curve) + 1), "seconds": shared + own,
+                          "accuracy": accuracy(model)})
+            print(f"  BOLT beta={beta:g}: accuracy {curve[-1]['accuracy']:.3f} (level "
+                  f"{levels[beta]:.3f}) after {curve[-1]['epochs']} epochs, {shared:.1f} s shared "
+                  f"+ {own:.1f} s", flush=True)
+            if curve[-1]["accuracy"] >= levels[beta]:
+                break
+        reached = curve[-1]["accuracy"] >= levels[beta]
         result["betas"][f"{beta:g}"] = {
-            "fit_seconds": seconds, "seconds": shared + seconds, "accuracy": reached,
-            "level": levels[beta], "reached": reached >= levels[beta]}
-        print(f"  BOLT beta={beta:g}: accuracy {reached:.3f} (level {levels[beta]:.3f}) after "
-              f"{shared:.1f} s shared + {seconds:.1f} s", flush=True)
+            "own_seconds": own, "seconds": shared + own, "accuracy": curve[-1]["accuracy"],
+            "level": levels[beta], "reached": reached, "curve": curve}
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs-dir", default="runs")
-    parser.add_argument("--budget-seconds", type=float, default=120.0, help="per GRPO run")
+    parser.add_argument("--budget-seconds", type=float, default=120.0,
+                        help="per beta and arm: a GRPO run, or BOLT's weights and fits")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--evaluate-every", type=int, default=5)
     args = parser.parse_args()
@@ -98,7 +114,8 @@ def main() -> None:
 
     dataset = race.grpo_dataset()
     with tempfile.TemporaryDirectory() as scratch:
-        bolt = bolt_sweep(reference, prompts, accuracy, levels, Path(scratch) / "bolt", args.seed)
+        bolt = bolt_sweep(reference, prompts, accuracy, levels, Path(scratch) / "bolt", args.seed,
+                          args.budget_seconds)
         grpo = {}
         for beta in BETAS:
             curve = run_grpo(reference, dataset, built_in_reward(tokenizer), accuracy, GRPO_LEARNING_RATE,
@@ -114,9 +131,10 @@ def main() -> None:
         grpo_seconds = grpo[key]["seconds"]
         table[key] = {"level": levels[beta], "bolt_seconds": bolt_seconds, "grpo_seconds": grpo_seconds,
                       "bolt_accuracy": bolt["betas"][key]["accuracy"],
+                      "bolt_epochs": bolt["betas"][key]["curve"][-1]["epochs"],
                       "grpo_best_accuracy": max(p["accuracy"] for p in grpo[key]["curve"]),
                       "ratio": bolt_seconds / grpo_seconds if bolt_seconds and grpo_seconds else None}
-    sweep = bolt["sampling_and_scoring_seconds"] + sum(b["fit_seconds"] for b in bolt["betas"].values())
+    sweep = bolt["sampling_and_scoring_seconds"] + sum(b["own_seconds"] for b in bolt["betas"].values())
     grpo_total = [grpo[f"{b:g}"]["seconds"] for b in BETAS]
     summary = {"seed": args.seed, "reference_accuracy": start_accuracy, "level_share": LEVEL_SHARE,
                "grpo_learning_rate": GRPO_LEARNING_RATE, "budget_seconds": args.budget_seconds,

@@ -5,7 +5,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from bolt_tasks.core.config import RoundConfig, validate_round_config
+from bolt_tasks.core.config import RoundConfig, SamplingConfig, validate_round_config
 from bolt_tasks.core.errors import BoltInputError
 from bolt_tasks.core.shards import gather_parts, plan_shards
 from bolt_tasks.core.storage import write_table_atomic
@@ -56,8 +56,6 @@ def test_gathered_parts_are_the_rows_in_shard_order(tmp_path):
 def test_a_prompts_samples_do_not_depend_on_the_other_prompts(tiny_model_dir):
     """The same prompt ids and seed give the same responses whether a prompt is sampled with
     all the others or in a shard of its own."""
-    from bolt_tasks.core.config import SamplingConfig
-
     prompt_ids = [[1, 4 + i % 10, 5 + i % 7, 30] for i in range(12)]
     keys = [f"prompt-{i}" for i in range(12)]
     sampling = SamplingConfig(samples_per_prompt=4, max_new_tokens=6, batch_size=16, seed=3)
@@ -69,6 +67,21 @@ def test_a_prompts_samples_do_not_depend_on_the_other_prompts(tiny_model_dir):
     reseeded = TransformersSampler().sample(tiny_model_dir, prompt_ids[4:8], sampling,
                                             seeds=prompt_seeds(4, keys[4:8]))
     assert reseeded.token_ids != part.token_ids  # the seed matters: the test can fail
+
+
+def test_sampling_passes_equal_separate_calls(tiny_model_dir):
+    # An evaluation draws its temperature-1 samples and its greedy responses in one call.
+    prompt_ids = [[1, 4 + i % 10, 5 + i % 7, 30] for i in range(6)]
+    seeds = prompt_seeds(3, [f"prompt-{i}" for i in range(6)])
+    at_one = SamplingConfig(samples_per_prompt=4, max_new_tokens=6, batch_size=16, seed=3)
+    greedy = at_one.model_copy(update={"samples_per_prompt": 1, "temperature": 0.0})
+    sampler = TransformersSampler()
+    passes = sampler.sample_passes(tiny_model_dir, prompt_ids, [at_one, greedy], seeds=seeds)
+    for got, sampling in zip(passes, [at_one, greedy]):
+        alone = sampler.sample(tiny_model_dir, prompt_ids, sampling, seeds=seeds)
+        assert got.token_ids == alone.token_ids and got.finish_reasons == alone.finish_reasons
+        assert (got.logprobs == alone.logprobs).all()
+    assert len(passes[1].token_ids) == 6 and passes[0].token_ids[::4] != passes[1].token_ids
 
 
 def test_scale_out_settings_are_checked():

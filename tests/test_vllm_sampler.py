@@ -100,9 +100,14 @@ def test_vllm_same_seed_same_samples(vllm_python, tiny_policy, tiny_model_dir):
     _, tokenizer = tiny_policy
     prompt_ids = encode_prompts(tokenizer, PROMPTS)
     sampler = VllmSampler()
-    first = sampler.sample(tiny_model_dir, prompt_ids, sampling("vllm", seed=11, temperature=1.0))
-    again = sampler.sample(tiny_model_dir, prompt_ids, sampling("vllm", seed=11, temperature=1.0))
+    at_one = sampling("vllm", seed=11, temperature=1.0)
+    first = sampler.sample(tiny_model_dir, prompt_ids, at_one)
+    # again, as the first of two passes of one job (an evaluation's samples and greedy responses)
+    again, greedy = sampler.sample_passes(
+        tiny_model_dir, prompt_ids, [at_one, at_one.model_copy(update={"samples_per_prompt": 1,
+                                                                        "temperature": 0.0})])
     other = sampler.sample(tiny_model_dir, prompt_ids, sampling("vllm", seed=12, temperature=1.0))
+    assert len(greedy.token_ids) == len(prompt_ids) and greedy.token_ids != first.token_ids[::16]
     assert first.token_ids == again.token_ids
     assert first.finish_reasons == again.finish_reasons
     np.testing.assert_array_equal(first.logprobs, again.logprobs)
@@ -149,6 +154,10 @@ def test_bolt_round_runs_with_the_vllm_backend(vllm_python, tmp_path):
     np.testing.assert_array_equal(rollouts["sampler_logprob"].to_numpy(),
                                   rollouts["reference_logprob"].to_numpy())
     assert "bolt-vllm-progress 48 48" in (round_dir / "vllm-sample.log").read_text()
+    # Each policy's evaluation: its 32 prompts' samples and greedy responses in one engine.
+    for policy in ("reference_eval", "policy_eval"):
+        assert "bolt-vllm-progress 64 64" in (round_dir / f"vllm-{policy}-sample.log").read_text()
+    assert not list(round_dir.glob("vllm-*-greedy.log"))
     assert json.loads((round_dir / "config.json").read_text())["sampling"]["backend"] == "vllm"
     assert 0 <= summary.policy_accuracy <= 1
     run = mlflow.MlflowClient(summary.tracking_uri).get_run(summary.mlflow_run_id)

@@ -20,7 +20,9 @@ from bolt_tasks.policy.modeling import load_policy
 from bolt_tasks.sampling.decode import Generations, generate
 from bolt_tasks.sampling.seeds import positional_seeds, row_seeds
 from bolt_tasks.sampling.vllm_backend import require_vllm_python, run_job, vllm_python
-from bolt_tasks.sampling.vllm_worker import split
+from bolt_tasks.sampling.vllm_worker import pass_key, split
+
+GENERATION_ARRAYS = ("token_ids", "offsets", "logprobs", "finish_reasons")
 
 
 class Sampler(Protocol):
@@ -32,6 +34,11 @@ class Sampler(Protocol):
         `seeds`: one per prompt (sampling/seeds.py); by default from sampling.seed and the
         prompt's position."""
 
+    def sample_passes(self, model_path: str, prompt_ids: list[list[int]], passes: list[SamplingConfig],
+                      log_path: Path | None = None, seeds: list[int] | None = None) -> list[Generations]:
+        """`sample` once per entry of `passes` (the same prompts and seeds, e.g. temperature-1
+        samples and greedy responses), the model loaded once: one vLLM engine for all."""
+
     def response_logprobs(self, model_path: str, prompt_ids: list[list[int]],
               response_ids: list[list[int]], sampling: SamplingConfig,
               log_path: Path | None = None) -> np.ndarray:
@@ -42,7 +49,14 @@ class TransformersSampler:
     name = "transformers"
 
     def sample(self, model_path, prompt_ids, sampling, log_path=None, seeds=None) -> Generations:
+        return self.sample_passes(model_path, prompt_ids, [sampling], log_path, seeds)[0]
+
+    def sample_passes(self, model_path, prompt_ids, passes, log_path=None, seeds=None) -> list[Generations]:
         model, tokenizer = load_policy(model_path)
+        return [self.sample_loaded(model, tokenizer, prompt_ids, sampling, seeds) for sampling in passes]
+
+    @staticmethod
+    def sample_loaded(model, tokenizer, prompt_ids, sampling, seeds) -> Generations:
         n = sampling.samples_per_prompt
         repeated = [ids for ids in prompt_ids for _ in range(n)]
         return generate(
@@ -65,7 +79,12 @@ class VllmSampler:
     name = "vllm"
 
     def sample(self, model_path, prompt_ids, sampling, log_path=None, seeds=None) -> Generations:
-        return generations(self.sample_job(model_path, prompt_ids, sampling, log_path, seeds))
+        return self.sample_passes(model_path, prompt_ids, [sampling], log_path, seeds)[0]
+
+    def sample_passes(self, model_path, prompt_ids, passes, log_path=None, seeds=None) -> list[Generations]:
+        result = self.sample_passes_job(model_path, prompt_ids, passes, log_path, seeds)
+        return [generations({name: result[pass_key(i, name)] for name in GENERATION_ARRAYS})
+                for i in range(len(passes))]
 
     @staticmethod
     def engine_settings(sampling: SamplingConfig) -> dict:
@@ -77,15 +96,27 @@ class VllmSampler:
 
     @classmethod
     def sample_job(cls, model_path, prompt_ids, sampling, log_path=None, seeds=None) -> dict[str, np.ndarray]:
-        """The worker's raw result, with its engine start-up and sampling seconds."""
-        settings = cls.engine_settings(sampling) | {
-            "samples_per_prompt": sampling.samples_per_prompt, "temperature": sampling.temperature,
-            "max_new_tokens": sampling.max_new_tokens, "seed": sampling.seed, "stop": sampling.stop,
+        """The worker's raw result of one pass, with its engine start-up and sampling seconds."""
+        result = cls.sample_passes_job(model_path, prompt_ids, [sampling], log_path, seeds)
+        return {name.removeprefix(pass_key(0, "")): array for name, array in result.items()}
+
+    @classmethod
+    def sample_passes_job(cls, model_path, prompt_ids, passes, log_path=None, seeds=None) -> dict[str, np.ndarray]:
+        engine = cls.engine_settings(passes[0])
+        if any(cls.engine_settings(sampling) != engine or sampling.seed != passes[0].seed for sampling in passes):
+            raise ValueError("the passes of one vLLM job share its engine and seeds: batch size, GPU "
+                             "memory share, tensor-parallel size and seed must be equal")
+        settings = engine | {
+            "max_new_tokens": max(sampling.max_new_tokens for sampling in passes), "seed": passes[0].seed,
+            "passes": [{"samples_per_prompt": sampling.samples_per_prompt, "temperature": sampling.temperature,
+                        "max_new_tokens": sampling.max_new_tokens, "stop": sampling.stop}
+                       for sampling in passes],
         }
+        responses = sum(len(prompt_ids) * sampling.samples_per_prompt for sampling in passes)
         return run_job(
             "sample", model_path, prompt_ids, settings, log_path=log_path,
-            seeds=seeds_or_default(seeds, sampling, prompt_ids),
-            description=f"vLLM: sample {len(prompt_ids) * sampling.samples_per_prompt} responses",
+            seeds=seeds_or_default(seeds, passes[0], prompt_ids),
+            description=f"vLLM: sample {responses} responses",
         )
 
     def response_logprobs(self, model_path, prompt_ids, response_ids, sampling, log_path=None) -> np.ndarray:

@@ -1,5 +1,6 @@
-"""One vLLM job in a process of its own: sample N responses per prompt, or compute the
-log-probs of given responses.
+"""One vLLM job in a process of its own: sample N responses per prompt (in one or more passes
+over the same prompts, e.g. an evaluation's temperature-1 samples and its greedy responses, so
+that one engine start serves them all), or compute the log-probs of given responses.
 
 Run by bolt_tasks/vllm_backend.py as `<python with vLLM> vllm_worker.py JOB_DIR`. It imports
 only the standard library, numpy and vLLM, so it runs in an environment that has vLLM but not
@@ -9,7 +10,8 @@ is back for training.
 
 JOB_DIR/job.json holds the settings, JOB_DIR/inputs.npz the token ids (flat array + offsets,
 so prompts of any length travel without padding). The result goes to JOB_DIR/result.npz,
-renamed into place whole. Progress lines on stdout start with PROGRESS_PREFIX.
+renamed into place whole; a sample job's arrays are prefixed by their pass (pass_key).
+Progress lines on stdout start with PROGRESS_PREFIX and count prompts over all passes.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ PROGRESS_PREFIX = "bolt-vllm-progress "
 # Rows per generate() call: large enough to keep vLLM's batches full, small enough that a long
 # job reports progress about twenty times.
 MIN_CHUNK = 256
+
+
+def pass_key(index: int, name: str) -> str:
+    """A sample job's result array `name` of pass `index`."""
+    return f"pass{index}_{name}"
 
 
 def split(flat: np.ndarray, offsets: np.ndarray) -> list[list[int]]:
@@ -80,22 +87,23 @@ def make_engine(job: dict):
     )
 
 
-def sample(llm, prompts: list[list[int]], seeds: np.ndarray, job: dict) -> dict[str, np.ndarray]:
-    """`seeds`: one per prompt (sampling/seeds.py); vLLM seeds its n samples seed + 0..n-1."""
+def sample(llm, prompts: list[list[int]], seeds: np.ndarray, settings: dict, progress) -> dict[str, np.ndarray]:
+    """One pass: `settings` holds samples_per_prompt, temperature, max_new_tokens and stop.
+    `seeds`: one per prompt (sampling/seeds.py); vLLM seeds its n samples seed + 0..n-1."""
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
-    n, rows = job["samples_per_prompt"], []
+    n, rows = settings["samples_per_prompt"], []
     for start, stop in chunks(len(prompts)):
         requests = [TokensPrompt(prompt_token_ids=p) for p in prompts[start:stop]]
         params = [
             SamplingParams(
-                n=n, temperature=job["temperature"], max_tokens=job["max_new_tokens"],
+                n=n, temperature=settings["temperature"], max_tokens=settings["max_new_tokens"],
                 seed=int(seeds[row]), logprobs=0,
                 # stop strings are matched on the visible text: detokenize only when there are
                 # some (special tokens are not text, as for the transformers sampler)
-                stop=job.get("stop") or None, include_stop_str_in_output=True,
-                detokenize=bool(job.get("stop")), skip_special_tokens=bool(job.get("stop")),
+                stop=settings.get("stop") or None, include_stop_str_in_output=True,
+                detokenize=bool(settings.get("stop")), skip_special_tokens=bool(settings.get("stop")),
             )
             for row in range(start, stop)
         ]
@@ -106,7 +114,7 @@ def sample(llm, prompts: list[list[int]], seeds: np.ndarray, job: dict) -> dict[
                 # Summed in float64 from the per-token values, not vLLM's running float sum.
                 logprob = sum(float(step[t].logprob) for t, step in zip(token_ids, completion.logprobs))
                 rows.append((token_ids, logprob, completion.finish_reason))
-        report(stop, len(prompts))
+        progress(stop - start)
     token_ids, offsets = join([r[0] for r in rows])
     return {
         "token_ids": token_ids,
@@ -114,6 +122,21 @@ def sample(llm, prompts: list[list[int]], seeds: np.ndarray, job: dict) -> dict[
         "logprobs": np.array([r[1] for r in rows], dtype=np.float64),
         "finish_reasons": np.array([r[2] for r in rows], dtype=str),
     }
+
+
+def sample_passes(llm, prompts: list[list[int]], seeds: np.ndarray, passes: list[dict]) -> dict[str, np.ndarray]:
+    total, done = len(prompts) * len(passes), 0
+
+    def progress(prompts_done: int) -> None:
+        nonlocal done
+        done += prompts_done
+        report(done, total)
+
+    result = {}
+    for index, settings in enumerate(passes):
+        result |= {pass_key(index, name): array
+                   for name, array in sample(llm, prompts, seeds, settings, progress).items()}
+    return result
 
 
 def response_logprobs(llm, prompts: list[list[int]], responses: list[list[int]]) -> dict[str, np.ndarray]:
@@ -160,7 +183,7 @@ def run(job_dir: Path) -> None:
     llm = make_engine(job)
     ready = time.perf_counter()
     if job["mode"] == "sample":
-        result = sample(llm, prompts, inputs["prompt_seeds"], job)
+        result = sample_passes(llm, prompts, inputs["prompt_seeds"], job["passes"])
     elif job["mode"] == "logprobs":
         result = response_logprobs(llm, prompts, split(inputs["response_tokens"], inputs["response_offsets"]))
     else:

@@ -68,10 +68,9 @@ def evaluate_policy(
     sampler = SAMPLERS[at_one.backend]
     logs = RoundDirectory(Path(out_path).parent)
     name = Path(out_path).stem  # reference_eval or policy_eval: one vLLM log each
-    sampled = sampler.sample(model_path, prompt_ids, at_one, log_path=logs.vllm_log(f"{name}-sample"),
-                             seeds=seeds)
-    greedy = sampler.sample(model_path, prompt_ids, greedy_settings,
-                            log_path=logs.vllm_log(f"{name}-greedy"), seeds=seeds)
+    # One model load (one vLLM engine start) for the samples and the greedy responses.
+    sampled, greedy = sampler.sample_passes(model_path, prompt_ids, [at_one, greedy_settings],
+                                            log_path=logs.vllm_log(f"{name}-sample"), seeds=seeds)
     if model_path == reference_path:
         reference_logprobs = sampled.logprobs
     else:
