@@ -100,7 +100,7 @@ class GreedyAccuracy:
 # held-out prompts (--probe, 2026-12-03), below the 15-60% a race needs, and is not used.
 RECIPES = {
     "short": [],
-    "long": ["--set", 'task.source_options={"min_terms": 3, "max_terms": 3, "min_digits": 1, "max_digits": 1}',
+    "long": ["--set", 'task.source_options={"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 1}',
              "--set", "sampling.max_new_tokens=128", "--set", "evaluation.max_new_tokens=128",
              "--set", "training.max_tokens_per_micro_batch=8192"],
 }
@@ -133,7 +133,7 @@ def main() -> None:
     parser.add_argument("--grpo-learning-rates", default=None,
                         help="comma-separated, one GRPO run each (default: --grpo-learning-rate)")
     parser.add_argument("--bolt-settings", default="recipe",
-                        help=f"comma-separated names from {sorted(BOLT_SETTINGS)}")
+                        help=f"comma-separated names from {sorted(BOLT_SETTINGS)}, or none")
     parser.add_argument("--levels", default="0.5,0.6",
                         help="comma-separated accuracy levels the time ratios are reported at")
     parser.add_argument("--probe", action="store_true",
@@ -165,7 +165,8 @@ def main() -> None:
         for row in accuracy.best_examples[:4]:
             print(f"  {row['prompt']!r} -> {row['response']!r} (answer {row['answer']}, reward {row['reward']:g})")
         return
-    settings = [BOLT_SETTINGS[name] for name in args.bolt_settings.split(",")]
+    # "none": GRPO alone (e.g. again with a finer --evaluate-every)
+    settings = [] if args.bolt_settings == "none" else [BOLT_SETTINGS[n] for n in args.bolt_settings.split(",")]
     learning_rates = [float(x) for x in (args.grpo_learning_rates or str(args.grpo_learning_rate)).split(",")]
 
     from datasets import Dataset
@@ -203,7 +204,7 @@ def main() -> None:
                             args.budget_seconds)
         summary |= {"seed": args.seed, "budget_seconds": args.budget_seconds, "judge": label,
                     "recipe": args.recipe, "max_new_tokens": config.sampling.max_new_tokens,
-                    "reference_accuracy": next(iter(bolt_curves.values()))[0]["accuracy"]}
+                    "reference_accuracy": next(iter({**bolt_curves, **grpo_curves}.values()))[0]["accuracy"]}
         write_results(runs.experiment("e4"), out_prefix, bolt_curves, grpo_curves, summary, settings,
                       "E4 (SmolLM2-135M-Instruct, chain_sum): BOLT refresh rounds vs GRPO (TRL)", label)
     examples_path = runs.experiment("e4") / f"{prefix}_best_responses.json"

@@ -27,6 +27,13 @@ def shared_prefect_server():
 
 
 @pytest.fixture(scope="session")
+def smollm2_runs_dir(tmp_path_factory):
+    """One runs directory for the tests of the packaged SmolLM2, so its GGUF file is converted
+    once (30-45 s) for the whole session, by whichever test needs it first."""
+    return tmp_path_factory.mktemp("smollm2-runs")
+
+
+@pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """An untrained embedded-architecture policy: random weights make non-trivial log-probs."""
     directory = tmp_path_factory.mktemp("tiny-model")

@@ -25,8 +25,8 @@ TINY_REAL = [
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    return tmp_path_factory.mktemp("real-model-runs")
+def runs(smollm2_runs_dir):
+    return smollm2_runs_dir
 
 
 @pytest.mark.parametrize("backend", ["transformers", pytest.param("vllm", marks=pytest.mark.vllm)])

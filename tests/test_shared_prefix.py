@@ -181,13 +181,13 @@ def test_packed_rows_carry_little_padding_when_sorted_by_width():
 
 
 @pytest.mark.slow
-def test_smollm2_packed_logprobs_and_gradients_equal_the_unshared_ones(tmp_path_factory):
+def test_smollm2_packed_logprobs_and_gradients_equal_the_unshared_ones(smollm2_runs_dir):
     from bolt_tasks.core.catalogue import RunsDirectory
     from bolt_tasks.policy.model_files import converted_model
     from bolt_tasks.policy.modeling import load_policy
     from bolt_tasks.policy.prompting import render_prompts
 
-    runs = RunsDirectory.at(tmp_path_factory.mktemp("smollm2-runs"))
+    runs = RunsDirectory.at(smollm2_runs_dir)
     model, tokenizer = load_policy(str(converted_model(runs, "smollm2-135m-instruct")), torch.device("cpu"))
     _, prompt_ids = render_prompts(tokenizer, ["What is 2 + 3?", "State the final answer: 7 - 4 ="])
     replies = ["The answer is 5.", "5", "It is five, since 2 + 3 = 5.", "The answer is 3.", "3."]
