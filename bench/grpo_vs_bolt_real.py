@@ -3,8 +3,8 @@ model" recipe (the packaged SmolLM2-135M-Instruct, reasoning-gym chain_sum, the 
 verifier), each setting for the same optimisation wall-clock budget, the same number of settings
 for each arm (BOLT_SETTINGS by name, GRPO learning rates).
 
-Two recipes (RECIPES): short, the README command's (16 new tokens), and long, three-term sums
-with up to 128 new tokens for the model's worked answer. The rounds run the README command's
+Two recipes (RECIPES): short, the README command's (16 new tokens), and long, two- and
+three-term sums with up to 128 new tokens for the model's worked answer. The rounds run the README command's
 configuration (bolt_cli's own parser reads it), except epochs: one per round, as refresh rounds
 refit often. GRPO: 8 prompts x 8 generations a step, the recipe's new tokens, no KL term, and
 the verifier called in-process (BOLT's scoring pays for its worker processes). Held-out
@@ -94,10 +94,11 @@ class GreedyAccuracy:
         return {"accuracy": accuracy} | {m: float(np.mean(values)) for m, values in judged.items()}
 
 
-# On top of README_RECIPE. long: three-term sums with room for the model's own worked answer,
-# up to 128 new tokens, under its default system prompt. A system prompt asking to "think step
-# by step, then finish with 'The answer is N.'" gave pi_ref 0.083 greedy accuracy on these
-# held-out prompts (--probe, 2026-12-03), below the 15-60% a race needs, and is not used.
+# On top of README_RECIPE. long: two- and three-term sums with room for the model's own worked
+# answer, up to 128 new tokens, under its default system prompt: pi_ref's greedy accuracy 0.242
+# (--probe, 2026-12-03). On three-term sums alone it was 0.135, and 0.083 with a system prompt
+# asking to "think step by step, then finish with 'The answer is N.'": below the 15-60% a race
+# needs, so neither is used.
 RECIPES = {
     "short": [],
     "long": ["--set", 'task.source_options={"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 1}',
