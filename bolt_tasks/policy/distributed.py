@@ -26,6 +26,7 @@ from bolt_tasks.policy.modeling import save_policy_atomic
 from bolt_tasks.policy.training import (
     Replicas,
     ResponseLogprobs,
+    autocasts,
     check_finite,
     finished_model,
     fit,
@@ -64,7 +65,7 @@ def wrap(model, training: TrainingConfig, device: torch.device):
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     precision = (MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
-                 if device.type == "cuda" else MixedPrecisionPolicy())
+                 if autocasts(device, training.autocast) else MixedPrecisionPolicy())
     for layer in model.model.layers:
         fully_shard(layer, mp_policy=precision)
     return fully_shard(scorer, mp_policy=precision)

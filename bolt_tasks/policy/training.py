@@ -5,7 +5,8 @@
 log pi_theta(y|x) is the SUM of the response tokens' log-probs: prompt tokens carry no loss
 and no sequence is divided by its own length (that would fit a different policy). With the
 BOLT weights w = exp(r/beta)/Zhat(x) this is the forward-KL projection onto pi* (docs/DESIGN.md section 1).
-On a CUDA GPU the forward pass runs under bf16 autocast; log-softmax is taken in float32.
+The forward pass runs under bf16 autocast on a CUDA GPU, and where training.autocast asks for it
+also on a CPU that computes bf16 natively; log-softmax is taken in float32.
 """
 
 from __future__ import annotations
@@ -58,35 +59,51 @@ def unwrapped(model):
     return model.policy if isinstance(model, ResponseLogprobs) else model
 
 
-def _nll(model, batch: tuple, weights: torch.Tensor, batch_size: int) -> torch.Tensor:
+def cpu_computes_bf16() -> bool:
+    """Whether this CPU has bf16 matrix instructions (Linux's cpuinfo flags; False elsewhere)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocasts(device: torch.device, setting: str) -> bool:
+    """Whether training.autocast `setting` runs the forward pass in bf16 on `device`."""
+    if device.type == "cuda":
+        return setting != "never"
+    return device.type == "cpu" and setting == "native" and cpu_computes_bf16()
+
+
+def _nll(model, batch: tuple, weights: torch.Tensor, batch_size: int, autocast: str) -> torch.Tensor:
     device = next(model.parameters()).device
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    )
+    context = (torch.autocast(device.type, dtype=torch.bfloat16) if autocasts(device, autocast)
+               else nullcontext())
     wrapped = isinstance(model, (ResponseLogprobs, torch.nn.parallel.DistributedDataParallel))
     scorer = model if wrapped else ResponseLogprobs(model)
-    with autocast:
+    with context:
         sequence_logprobs = scorer(*batch)
     return -(weights.to(device) * sequence_logprobs).sum() / batch_size
 
 
 def weighted_nll(
-    model, prompts, responses, weights: torch.Tensor, pad_id: int, batch_size: int | None = None
+    model, prompts, responses, weights: torch.Tensor, pad_id: int, batch_size: int | None = None,
+    autocast: str = "cuda",
 ) -> torch.Tensor:
     """The loss of these sequences: -(sum_i w_i * sum_t log pi(y_it)) / batch_size, where
     batch_size is the whole optimizer batch's (these sequences', by default). `model`: the
-    policy, or its ResponseLogprobs (wrapped or not)."""
+    policy, or its ResponseLogprobs (wrapped or not). `autocast`: as training.autocast."""
     device = next(model.parameters()).device
     batch = pad_prompt_response(prompts, responses, pad_id, device)
-    return _nll(model, batch, weights, batch_size or len(prompts))
+    return _nll(model, batch, weights, batch_size or len(prompts), autocast)
 
 
 def weighted_group_nll(model, groups: list[Group], weights: list[float], pad_id: int,
-                       batch_size: int) -> torch.Tensor:
+                       batch_size: int, autocast: str = "cuda") -> torch.Tensor:
     """weighted_nll of the groups' sequences, each prompt computed once (policy/shared_prefix.py);
     `weights`: one per sequence, in the groups' order."""
     packed = pack_for(unwrapped(model), groups, pad_id)
-    return _nll(model, (packed,), torch.tensor(weights, dtype=torch.float32), batch_size)
+    return _nll(model, (packed,), torch.tensor(weights, dtype=torch.float32), batch_size, autocast)
 
 
 def micro_batches(batch: list, max_tokens: int | None) -> list[list]:
@@ -263,7 +280,8 @@ def micro_batch_losses(model, batch: list, share: bool, training: TrainingConfig
         parts = shared_micro_batches(mine, training.max_tokens_per_micro_batch) if mine else []
         parts += shared_micro_batches(filler, None) * (replicas.most(len(parts)) - len(parts))
         for part_groups, part_weights in parts:
-            yield weighted_group_nll(model, part_groups, part_weights, pad_id, len(batch))
+            yield weighted_group_nll(model, part_groups, part_weights, pad_id, len(batch),
+                                     training.autocast)
         return
     mine = batch[replicas.rank :: replicas.size]
     parts = micro_batches(mine, training.max_tokens_per_micro_batch) if mine else []
@@ -271,7 +289,8 @@ def micro_batch_losses(model, batch: list, share: bool, training: TrainingConfig
     for part in parts:
         prompt_ids, response_ids, part_weights = zip(*part)
         yield weighted_nll(model, list(prompt_ids), list(response_ids),
-                           torch.tensor(part_weights, dtype=torch.float32), pad_id, len(batch))
+                           torch.tensor(part_weights, dtype=torch.float32), pad_id, len(batch),
+                           training.autocast)
 
 
 def check_finite(model) -> None:
