@@ -162,6 +162,7 @@ def _round_stages(
     (reference_eval, reference_samples), (policy_eval, _) = evaluations["reference"], evaluations["policy"]
     policy_logprobs = cached(sample_logprobs_task)(
         reference_samples, policy, round_dir.table("reference_samples_policy_logprobs"),
+        config.evaluation.batch_size,
     )
     evaluation = cached(combine_task)(
         reference_eval, policy_eval, reference_samples, policy_logprobs, config.weighting.beta,
