@@ -80,7 +80,8 @@ def _generate_batch(model, prompts, eos_id, pad_id, temperature, max_new_tokens,
             token = logits.argmax(-1)
             logprobs = torch.log_softmax(logits, -1)
         else:
-            logprobs = torch.log_softmax(logits / temperature, -1)
+            # x / 1.0 is x bit for bit: skipping it saves a pass over [rows, vocabulary] per step
+            logprobs = torch.log_softmax(logits if temperature == 1 else logits / temperature, -1)
             token = inverse_cdf_sample(logprobs, uniforms[:, step])
         token = torch.where(finished, torch.full_like(token, pad_id), token)
         chosen = logprobs.gather(-1, token.unsqueeze(-1)).squeeze(-1).double()
