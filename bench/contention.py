@@ -32,16 +32,16 @@ def run_stage(stage: str, work: Path) -> None:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from bolt_tasks.core.config import (
+    from bolt import (
         EvaluationConfig,
         ReferenceConfig,
         SamplingConfig,
         TaskConfig,
         TrainingConfig,
+        evaluate_policy,
+        sample_rollouts,
+        train_policy,
     )
-    from bolt_tasks.policy.training import train_policy
-    from bolt_tasks.sampling.rollouts import sample_rollouts
-    from bolt_tasks.stages.evaluation import evaluate_policy
     from bolt_tasks.stages.reference import train_reference
 
     prompts = pq.read_table(work / "prompts.parquet")
@@ -69,17 +69,17 @@ def prepare(work: Path) -> None:
     rollouts (N = 8) and weights."""
     import pyarrow.parquet as pq
 
-    from bolt_tasks.core.config import (
+    from bolt import (
         ReferenceConfig,
         SamplingConfig,
         TaskConfig,
         WeightingConfig,
+        compute_weights,
+        sample_rollouts,
+        score_rollouts,
     )
-    from bolt_tasks.sampling.rollouts import sample_rollouts
     from bolt_tasks.stages.arithmetic import prompts_table
     from bolt_tasks.stages.reference import train_reference
-    from bolt_tasks.stages.verifiers import score_rollouts
-    from bolt_tasks.stages.weights import compute_weights
 
     task = TaskConfig()
     train_reference(ReferenceConfig(steps=400), task.seed, task.heldout_prompts, work / "reference")

@@ -19,17 +19,17 @@ from typing import Callable
 import pyarrow as pa
 import torch
 
-from bolt_tasks.core.config import (
+from bolt import (
     SamplingConfig,
     TaskConfig,
     TrainingConfig,
     WeightingConfig,
+    compute_weights,
+    sample_rollouts,
+    score_rollouts,
+    train_policy,
 )
 from bolt_tasks.policy.modeling import load_policy
-from bolt_tasks.policy.training import train_policy
-from bolt_tasks.sampling.rollouts import sample_rollouts
-from bolt_tasks.stages.verifiers import score_rollouts
-from bolt_tasks.stages.weights import compute_weights
 
 # A model in memory -> held-out accuracy, or a dict of measures with the race's own under
 # "accuracy" (the others are kept in the curve beside it).

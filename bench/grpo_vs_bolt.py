@@ -29,12 +29,7 @@ import torch
 from e4_race import BoltSetting, run_bolt, run_grpo, summarize, write_results
 
 from bolt_tasks.core.catalogue import RunsDirectory
-from bolt_tasks.core.config import (
-    ReferenceConfig,
-    SamplingConfig,
-    TaskConfig,
-    TrainingConfig,
-)
+from bolt import ReferenceConfig, SamplingConfig, TaskConfig, TrainingConfig
 from bolt_tasks.policy.logprobs import response_logprobs
 from bolt_tasks.policy.modeling import encode_prompts, load_policy
 from bolt_tasks.stages.arithmetic import prompts_table

@@ -43,16 +43,8 @@ from bolt_tasks.stages.verifier_registry import VERIFIERS
 from bolt_tasks.stages.prompt_files import build_prompts
 from bolt_tasks.stages.verifiers import prompt_rows, score_responses
 
-README_RECIPE = [
-    "run", "--pipeline", "smollm2", "--reference-model", "smollm2-135m-instruct",
-    "--set", "task.source=reasoning_gym:chain_sum",
-    "--set", 'task.source_options={"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}',
-    "--set", "task.verifier=math", "--train-prompts", "512", "--set", "task.heldout_prompts=96",
-    "--samples-per-prompt", "8", "--set", "sampling.max_new_tokens=16", "--set", "sampling.batch_size=256",
-    "--set", "evaluation.max_new_tokens=16", "--set", "evaluation.batch_size=256",
-    "--set", "training.batch_size=32", "--set", "training.epochs=2", "--set", "training.warmup_steps=5",
-    "--set", "training.max_tokens_per_micro_batch=4096", "--set", "training.learning_rate=2e-5",
-]
+# The shipped recipe recipes/smollm2.json (the README's real-model round), as `bolt run` reads it.
+README_RECIPE = ["run", "--config", "smollm2"]
 
 
 class GreedyAccuracy:

@@ -23,6 +23,7 @@ from bolt_cli.options import (  # noqa: E402
     build_config,
     build_experiment_config,
     build_refresh_config,
+    build_refresh_recipe,
 )
 from bolt_cli.printing import console, errors, print_refresh, print_report, print_summary  # noqa: E402
 from bolt_tasks.core.catalogue import RunsDirectory  # noqa: E402
@@ -106,15 +107,12 @@ def command_serve(args: argparse.Namespace) -> int:
         raise BoltInputError(
             "bolt serve needs a Prefect server: start one with `prefect server start --host "
             "127.0.0.1` and set PREFECT_API_URL=http://127.0.0.1:4200/api")
-    config = build_config(args)
+    round_config, recipe = build_refresh_recipe(args)
     RunsDirectory.at(args.runs_dir).create()
     from deployments.serve import serve_deployments
 
-    serve_deployments(
-        runs_dir=args.runs_dir, round_config=config, refresh_cron=args.refresh_cron,
-        refresh_interval_seconds=args.refresh_interval, refresh_active=args.refresh_active,
-        refresh_timezone=args.refresh_timezone,
-    )
+    serve_deployments(runs_dir=args.runs_dir, round_config=round_config, refresh=recipe.refresh,
+                      schedule=recipe.schedule)
     return 0
 
 
@@ -169,21 +167,23 @@ def parser() -> argparse.ArgumentParser:
         "refresh", help="add refreshed rounds (KL mirror descent) to pipeline <pipeline>-refresh "
         "(default 'default-refresh')")
     add_config_arguments(refresh)
-    refresh.add_argument("--add-rounds", type=int, default=1, help="rounds to add (default 1)")
+    refresh.add_argument("--add-rounds", type=int,
+                         help="rounds to add (default: the refresh recipe's, else 1)")
     refresh.add_argument("--until-round", type=int, help="complete every round up to this index")
     refresh.set_defaults(handler=command_refresh)
     serve = commands.add_parser(
         "serve", help="serve the flows as Prefect deployments (bolt-round, bolt-refresh, ...)")
     add_config_arguments(serve)
-    serve.add_argument("--refresh-cron", default="0 3 * * *",
-                       help="bolt-refresh schedule (cron, default daily 03:00)")
+    serve.add_argument("--refresh-cron",
+                       help="bolt-refresh schedule (cron; default: the refresh recipe's, else daily 03:00)")
     serve.add_argument("--refresh-interval", type=float,
                        help="bolt-refresh schedule as an interval in seconds, instead of cron")
     serve.add_argument("--refresh-active", action="store_true",
                        help="create the schedule switched on (default: off until switched on in the "
                        "UI); once the deployment exists, the state on the server is kept")
-    serve.add_argument("--refresh-timezone", default="UTC",
-                       help="time zone of the cron schedule (IANA name, default UTC; shown in the UI)")
+    serve.add_argument("--refresh-timezone",
+                       help="time zone of the cron schedule (IANA name; default: the refresh "
+                       "recipe's, else UTC; shown in the UI)")
     serve.set_defaults(handler=command_serve)
     bootstrap = commands.add_parser("bootstrap", help="build the embedded reference policy")
     add_config_arguments(bootstrap)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from pydantic import BaseModel
 
 from bolt_tasks.core.config import RefreshConfig, RoundConfig, validate_round_config, validated
 from bolt_tasks.core.errors import BoltInputError
+from bolt_tasks.core.recipes import RefreshRecipe, is_refresh_recipe, read_recipe_file
 
 SHORTCUTS = {
     "beta": "weighting.beta",
@@ -27,7 +27,8 @@ SHORTCUTS = {
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs-dir", default="runs", help="where runs, caches and MLflow live")
-    parser.add_argument("--config", help="JSON file with a RoundConfig (any subset of fields)")
+    parser.add_argument("--config", help="a recipe: a JSON file with a RoundConfig (any subset of "
+                        "fields) or a refresh recipe, or the name of a shipped recipe (recipes/)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="override one field, e.g. --set training.epochs=3 (repeatable)")
     parser.add_argument("--pipeline", help="pipeline name (runs/<pipeline>/round-<k>)")
@@ -72,23 +73,12 @@ def apply_assignments(data: dict, assignments: list[str] | None, example: str = 
     return data
 
 
-def _config_file(path: str) -> dict:
-    try:
-        data = json.loads(Path(path).read_text())
-    except UnicodeDecodeError:
-        raise BoltInputError(f"{path}: not a UTF-8 text file of JSON") from None
-    except OSError as error:
-        raise BoltInputError(f"{path}: cannot read configuration ({error.strerror or error})") from None
-    except json.JSONDecodeError as error:
-        raise BoltInputError(f"{path} line {error.lineno}: malformed JSON ({error.msg})") from None
-    if not isinstance(data, dict):
-        raise BoltInputError(f"{path}: a configuration is one JSON object of fields, not a "
-                             f"{type(data).__name__}")
-    return data
+def _recipe(args: argparse.Namespace) -> dict:
+    """--config's JSON object: {} without one."""
+    return read_recipe_file(args.config) if args.config else {}
 
 
-def build_config(args: argparse.Namespace) -> RoundConfig:
-    data: dict = _config_file(args.config) if args.config else {}
+def _round_config(data: dict, args: argparse.Namespace) -> RoundConfig:
     for name, dotted in SHORTCUTS.items():
         if getattr(args, name) is not None:
             _set(data, dotted, getattr(args, name), f"--{name.replace('_', '-')}")
@@ -96,10 +86,44 @@ def build_config(args: argparse.Namespace) -> RoundConfig:
     return validate_round_config(data)
 
 
+def build_config(args: argparse.Namespace) -> RoundConfig:
+    """The round: --config (a round recipe), then the shortcuts, then --set."""
+    data = _recipe(args)
+    if is_refresh_recipe(data):
+        raise BoltInputError(f"{args.config} is a refresh recipe: run it with `bolt refresh "
+                             f"--config {args.config}` or serve it with `bolt serve --config "
+                             f"{args.config}`")
+    return _round_config(data, args)
+
+
+def build_refresh_recipe(args: argparse.Namespace) -> tuple[RoundConfig, RefreshRecipe]:
+    """Refreshed rounds and their schedule: --config (a refresh recipe, or a round recipe for
+    the rounds), the shortcuts and --set on the rounds, then --add-rounds/--until-round and the
+    schedule options where given. Returns the rounds' configuration as given (a one-shot round's,
+    for bolt-round) and the recipe, whose rounds go to pipeline <pipeline>-refresh."""
+    data = _recipe(args)
+    recipe = validated(RefreshRecipe, data if is_refresh_recipe(data) else {},
+                       f"refresh recipe {args.config}")
+    refresh = recipe.refresh.model_dump(mode="json")
+    round_data = data if not is_refresh_recipe(data) else data["refresh"].get("round", {})
+    round_config = _round_config(dict(round_data), args)
+    refresh["round"] = round_config
+    for field in ("add_rounds", "until_round"):
+        if getattr(args, field, None) is not None:
+            refresh[field] = getattr(args, field)
+    schedule = recipe.schedule.model_dump()
+    for field, option in (("cron", "refresh_cron"), ("interval_seconds", "refresh_interval"),
+                          ("timezone", "refresh_timezone")):
+        if getattr(args, option, None) is not None:
+            schedule[field] = getattr(args, option)
+    if getattr(args, "refresh_active", False):
+        schedule["active"] = True
+    return round_config, validated(RefreshRecipe, {"refresh": refresh, "schedule": schedule},
+                                   "refresh options")
+
+
 def build_refresh_config(args: argparse.Namespace) -> RefreshConfig:
-    """RefreshConfig puts the rounds in pipeline <pipeline>-refresh (core/catalogue.py)."""
-    return validated(RefreshConfig, {"round": build_config(args), "add_rounds": args.add_rounds,
-                                     "until_round": args.until_round}, "refresh options")
+    return build_refresh_recipe(args)[1].refresh
 
 
 def _merge(base: dict, override: dict) -> dict:

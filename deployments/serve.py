@@ -4,7 +4,7 @@
     bolt-refresh   on a schedule: each run adds refreshed rounds to pipeline <pipeline>-refresh
                    (core/catalogue.refresh_pipeline_name, as for `bolt refresh`); the schedule
                    is shipped inactive, so nothing runs until you switch it on in the UI
-                   (or pass --refresh-active); once the deployment exists, the state set in
+                   (or pass --refresh-active, or a refresh recipe whose schedule is active); once the deployment exists, the state set in
                    the UI is kept across restarts of `bolt serve`
     bolt-frontier, bolt-experiment-e1/e2/e5   on demand
 
@@ -29,6 +29,7 @@ from prefect.schedules import Cron, Interval
 
 from bolt_tasks.core.catalogue import RunsDirectory
 from bolt_tasks.core.config import RefreshConfig, RoundConfig
+from bolt_tasks.core.recipes import ScheduleConfig
 from flows.experiments import (
     experiment_frontier,
     experiment_refresh,
@@ -39,8 +40,6 @@ from flows.frontier import bolt_frontier
 from flows.refresh import bolt_refresh
 from flows.round import bolt_round
 
-DEFAULT_REFRESH_CRON = "0 3 * * *"  # daily at 03:00
-DEFAULT_TIMEZONE = "UTC"
 REFRESH_DEPLOYMENT = "bolt-refresh/bolt-refresh"
 ONE_AT_A_TIME = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
 
@@ -57,19 +56,21 @@ def schedule_state_on_server(deployment: str) -> bool | None:
 
 
 def build_deployments(
-    runs_dir: str, round_config: RoundConfig | None = None, refresh_cron: str = DEFAULT_REFRESH_CRON,
-    refresh_interval_seconds: float | None = None, refresh_active: bool = False,
-    refresh_timezone: str = DEFAULT_TIMEZONE, keep_schedule_state: bool = True,
+    runs_dir: str, round_config: RoundConfig | None = None, refresh: RefreshConfig | None = None,
+    schedule: ScheduleConfig = ScheduleConfig(), keep_schedule_state: bool = True,
 ) -> list:
-    """The deployments; `refresh_active` is the refresh schedule's state when it is first
+    """The deployments: bolt-round runs `round_config`, bolt-refresh runs `refresh` (by default
+    refreshed rounds of `round_config`) on `schedule`, whose `active` is its state when first
     created: afterwards the state on the server (what a user set in the UI) is kept."""
     runs_dir = str(RunsDirectory.at(runs_dir))
     round_config = round_config or RoundConfig()
+    refresh = refresh or RefreshConfig(round=round_config)
     existing = schedule_state_on_server(REFRESH_DEPLOYMENT) if keep_schedule_state else None
-    active = refresh_active if existing is None else existing
-    schedule = (
-        Interval(refresh_interval_seconds, active=active, timezone=refresh_timezone)
-        if refresh_interval_seconds else Cron(refresh_cron, active=active, timezone=refresh_timezone)
+    active = schedule.active if existing is None else existing
+    refresh_timezone = schedule.timezone
+    prefect_schedule = (
+        Interval(schedule.interval_seconds, active=active, timezone=refresh_timezone)
+        if schedule.interval_seconds else Cron(schedule.cron, active=active, timezone=refresh_timezone)
     )
     return [
         bolt_round.to_deployment(
@@ -79,8 +80,9 @@ def build_deployments(
             "evaluate. On demand.",
         ),
         bolt_refresh.to_deployment(
-            name="bolt-refresh", tags=["bolt"], schedules=[schedule], concurrency_limit=ONE_AT_A_TIME,
-            parameters={"config": RefreshConfig(round=round_config).model_dump(mode="json"),
+            name="bolt-refresh", tags=["bolt"], schedules=[prefect_schedule],
+            concurrency_limit=ONE_AT_A_TIME,
+            parameters={"config": refresh.model_dump(mode="json"),
                         "runs_dir": runs_dir},
             description="Adds refreshed rounds (KL mirror descent) to a pipeline on a schedule "
             f"({refresh_timezone}). The schedule ships inactive: turn it on in the UI; that "

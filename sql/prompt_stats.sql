@@ -11,11 +11,10 @@
 --   support_price  beta * log(1 / pi*(S_N|x)): the part of the one-shot gap epochs cannot remove
 -- Parameters: $beta, $success_threshold (NULL: the top verified reward of the whole table).
 -- Tables used: tilted (sql/log_tilt.sql), weights (sql/weights.sql).
--- Every sum here is exact (docs/DESIGN.md, "Exact sums", and sql/weights.sql): its terms are
--- scaled into [-1, 1] with the largest magnitude 1 (exp(x - max x), or a reward over a power of
--- two at least as large as the prompt's largest), then added as integers round(term * 2^96)
--- in a HUGEINT. The same bits in any row order and with any number of threads, with no sort
--- and no list per group (ordered list aggregates ran out of a 4 GB limit at 100M rollouts).
+-- Every sum here is exact_sum() (sql/exact_sum_macro.sql; docs/DESIGN.md, "Exact sums"): its
+-- terms are scaled into [-1, 1] with the largest magnitude 1 (exp(x - max x), or a reward over
+-- a power of two at least as large as the prompt's largest). The same bits in any row order
+-- and with any number of threads, with no sort and no list per group.
 WITH threshold AS (
     SELECT coalesce(CAST($success_threshold AS DOUBLE), max(reward) FILTER (WHERE verified)) AS value
     FROM tilted
@@ -52,21 +51,17 @@ sums AS (
         any_value(max_log_weight) AS max_log_weight,
         any_value(max_success_log_weight) AS max_success_log_weight,
         any_value(covered) AS covered,
-        CAST(sum(CAST(reward / reward_scale * pow(2, 96) AS HUGEINT)) AS DOUBLE) / pow(2, 96)
-            * any_value(reward_scale) AS reward_sum,
-        CAST(sum(CAST(exp(log_tilt - max_log_tilt) * pow(2, 96) AS HUGEINT)) AS DOUBLE)
-            / pow(2, 96) AS scaled_tilt_sum,
-        CAST(sum(CASE WHEN isfinite(max_log_weight)
-                      THEN CAST(exp(log_weight - max_log_weight) * pow(2, 96) AS HUGEINT)
-                      ELSE 0 END) AS DOUBLE) / pow(2, 96) AS scaled_sum,
-        CAST(sum(CASE WHEN isfinite(max_log_weight)
-                      THEN CAST(exp(2 * (log_weight - max_log_weight)) * pow(2, 96) AS HUGEINT)
-                      ELSE 0 END) AS DOUBLE) / pow(2, 96) AS scaled_square_sum,
+        exact_sum(reward / reward_scale) * any_value(reward_scale) AS reward_sum,
+        exact_sum(exp(log_tilt - max_log_tilt)) AS scaled_tilt_sum,
+        exact_sum(CASE WHEN isfinite(max_log_weight) THEN exp(log_weight - max_log_weight)
+                       ELSE 0 END) AS scaled_sum,
+        exact_sum(CASE WHEN isfinite(max_log_weight) THEN exp(2 * (log_weight - max_log_weight))
+                       ELSE 0 END) AS scaled_square_sum,
         -- successes' weights over their own maximum: relative to the prompt's largest weight
         -- they can be far below 2^-96 (an importance ratio of e^60), and keep their digits
-        CAST(sum(CASE WHEN success AND isfinite(max_success_log_weight)
-                      THEN CAST(exp(log_weight - max_success_log_weight) * pow(2, 96) AS HUGEINT)
-                      ELSE 0 END) AS DOUBLE) / pow(2, 96) AS scaled_success_sum
+        exact_sum(CASE WHEN success AND isfinite(max_success_log_weight)
+                       THEN exp(log_weight - max_success_log_weight) ELSE 0 END)
+            AS scaled_success_sum
     FROM joined JOIN maxima USING (prompt_id)
     GROUP BY prompt_id
 ),
@@ -89,8 +84,7 @@ support AS (
         prompt_id,
         count(*) AS distinct_responses,
         any_value(max_log_unnormalised_target)
-            + ln(CAST(sum(CAST(exp(log_unnormalised_target - max_log_unnormalised_target)
-                               * pow(2, 96) AS HUGEINT)) AS DOUBLE) / pow(2, 96))
+            + ln(exact_sum(exp(log_unnormalised_target - max_log_unnormalised_target)))
             AS log_unnormalised_mass
     FROM distinct_responses JOIN distinct_maxima USING (prompt_id)
     GROUP BY prompt_id

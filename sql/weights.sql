@@ -5,18 +5,16 @@
 --   none:    log w_i = s_i
 -- Tables used: tilted. One row per (prompt_id, sample_idx).
 --
--- Exact sums (docs/DESIGN.md, "Exact sums"): every term exp(s - max) lies in [0, 1] and the
--- largest is 1, so each is added as the integer round(term * 2^96) in a HUGEINT. Integer sums
--- are exact, hence the same bits in any order and with any number of threads (a float sum()
--- changes its last bit with the order rows arrive in), and need neither a sort nor a list per
--- group. A term below 2^-96 (it adds nothing to a sum >= 1 in float64) counts as 0.
+-- Sums are exact_sum() (sql/exact_sum_macro.sql; docs/DESIGN.md, "Exact sums"): every term
+-- exp(s - max) lies in [0, 1] and the largest is 1, so the sum has the same bits in any row
+-- order and with any number of threads. A term below 2^-97 (it adds nothing to a sum >= 1 in
+-- float64) counts as 0.
 WITH totals AS (
     SELECT max(scheme_log_weight) AS global_max, count(*) AS n_total FROM tilted
 ),
 global_sum AS (
     -- Only the 'global' normalisation reads it (the WHERE leaves nothing to sum otherwise).
-    SELECT CAST(sum(CAST(exp(scheme_log_weight - totals.global_max) * pow(2, 96) AS HUGEINT))
-                AS DOUBLE) / pow(2, 96) AS scaled_total
+    SELECT exact_sum(exp(scheme_log_weight - totals.global_max)) AS scaled_total
     FROM tilted, totals
     WHERE normalisation = 'global'
 ),
@@ -30,9 +28,8 @@ prompt_sums AS (
     -- stage then reports.
     SELECT
         prompt_id,
-        CAST(sum(CASE WHEN isfinite(prompt_max) AND NOT isnan(scheme_log_weight)
-                      THEN CAST(exp(scheme_log_weight - prompt_max) * pow(2, 96) AS HUGEINT)
-                      ELSE 0 END) AS DOUBLE) / pow(2, 96) AS scaled_prompt_sum
+        exact_sum(CASE WHEN isfinite(prompt_max) AND NOT isnan(scheme_log_weight)
+                       THEN exp(scheme_log_weight - prompt_max) ELSE 0 END) AS scaled_prompt_sum
     FROM tilted JOIN prompt_maxima USING (prompt_id)
     WHERE normalisation = 'prompt'
     GROUP BY prompt_id

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Lowest first; a module may import its own layer and the layers below it, never above.
 LAYERS = [
     "bolt_tasks.core", "bolt_tasks.policy", "bolt_tasks.sampling", "bolt_tasks.stages",
-    "bolt_tasks.analyses", "flows", "deployments", "bolt_cli",
+    "bolt_tasks.analyses", "flows", "deployments", "bolt", "bolt_cli",
 ]
 MAX_LINES = 400
 

@@ -33,7 +33,7 @@ def test_the_combine_stage_hashes_every_sql_file_it_runs():
     sources = code_sources("bolt_tasks.stages.comparison")
     assert {"sql/validate_rewards.sql", "sql/log_tilt.sql", "sql/weights.sql", "sql/prompt_stats.sql",
             "sql/projection_gap.sql", "sql/target_macro.sql", "sql/eval.sql",
-            "sql/eval_summary.sql"} <= set(sources)
+            "sql/eval_summary.sql", "sql/exact_sum_macro.sql"} <= set(sources)
     assert "bolt_tasks.stages.weights" in sources
 
 

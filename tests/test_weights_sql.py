@@ -13,6 +13,8 @@ The reference below uses only numpy and math; it shares no code with the project
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -371,6 +373,19 @@ def test_sums_are_exact_where_a_float_sum_is_not():
     _, stats = run_sql(columns, 0.5)
     assert _relative_error(stats["cancel"]["mean_reward"], 1e-3 / 3) <= 1e-15
     assert abs(((1e6 + 1e-3) - 1e6) / 3 - 1e-3 / 3) > 1e-12  # what float summation gives
+
+
+def test_weights_and_prompt_stats_sum_only_through_the_exact_sum_macro():
+    """One definition of the exact sum: no float sum() and no hand-written fixed-point sum in
+    the weights' SQL, and the macro defines the fixed point."""
+    sql = Path(__file__).resolve().parents[1] / "sql"
+    macro = (sql / "exact_sum_macro.sql").read_text()
+    assert "HUGEINT" in macro and "pow(2, 96)" in macro
+    for name in ("weights.sql", "prompt_stats.sql"):
+        code = "\n".join(line.split("--")[0] for line in (sql / name).read_text().splitlines())
+        assert "exact_sum(" in code, name
+        assert not re.search(r"(?<![a-z_])(sum|avg)\(", code), name
+        assert "HUGEINT" not in code and "pow(2, 96)" not in code, name
 
 
 def test_target_success_keeps_successes_far_below_the_top_weight():

@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 # Top-level packages of this project, lowest layer first (README "Architecture").
-PROJECT_PACKAGES = ("bolt_tasks", "flows", "deployments", "bolt_cli")
+PROJECT_PACKAGES = ("bolt_tasks", "flows", "deployments", "bolt", "bolt_cli")
 # The name the SQL files are read by: core/duck.py's sql_text("<name>") reads sql/<name>.sql.
 SQL_READER = "sql_text"
 

@@ -19,6 +19,8 @@ from bolt_tasks.stages.prompt_files import build_prompts
 
 
 def write_prompts(task: TaskConfig, out_path: str | Path) -> TableRef:
+    """The task's training and held-out prompts (built-in, a reasoning-gym generator, or prompt
+    files), checked, as prompts.parquet with a `split` column."""
     return PROMPTS.write(build_prompts(task), out_path)
 
 

@@ -72,6 +72,9 @@ def check_error_share(errors: list[str | None], keys: list[tuple[str, int]], tas
 
 
 def score_rollouts(prompts: pa.Table, rollouts: pa.Table, task: TaskConfig, out_path: str | Path) -> TableRef:
+    """Score every rollout with the task's verifier (in its worker processes, each response
+    within its time limit); write rewards.parquet. A response the verifier could not score gets
+    the fallback reward and its error; past the allowed share of errors, BoltInputError."""
     by_id = {row["prompt_id"]: row for row in prompt_rows(prompts)}
     rows = rollouts.select(["prompt_id", "sample_idx", "response", "finish_reason"]).to_pylist()
     items = [(by_id[r["prompt_id"]]["prompt"], by_id[r["prompt_id"]]["answer"], r["response"],

@@ -56,6 +56,7 @@ def _weigh(connection, rollouts: pa.Table | str, rewards: pa.Table | str,
            weighting: WeightingConfig) -> str:
     """Tables `tilted` and `weights` in `connection`; returns the prompt-statistics query.
     Both tables stay in DuckDB, whose memory limit spills them to disk."""
+    connection.execute(sql_text("exact_sum_macro"))  # weights.sql and prompt_stats.sql sum with it
     view(connection, "rollouts", rollouts)
     _rewards_view(connection, rewards)
     _check_rewards(
