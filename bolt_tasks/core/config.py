@@ -200,8 +200,8 @@ class TrainingConfig(_Frozen):
         "cuda",
         description="bf16 autocast of the forward pass (log-softmax stays float32): cuda, on a "
         "CUDA GPU only; native, also on a CPU whose instructions compute bf16 (AVX512-BF16 or "
-        "AMX: about 1.9x the float32 speed of SmolLM2's training step on a Zen 4 EPYC, and much "
-        "slower than float32 without them, hence not the default); never, float32 everywhere.",
+        "AMX; without them bf16 is slower than float32 on a CPU, hence not the default); never, "
+        "float32 everywhere.",
     )
     lora: LoraConfig | None = Field(
         None, description="Train low-rank adapters (merged into the saved policy). Empty: full "

@@ -1,7 +1,7 @@
 """Process-wide defaults that must be set before Prefect is imported.
 
 Embedded mode: with no PREFECT_API_URL, Prefect starts a temporary local server per process,
-which can take 12-25 s on a 2-core machine; analytics stay off because nothing outside the
+which takes seconds to start; analytics stay off because nothing outside the
 package registries can be reached here.
 """
 

@@ -2,8 +2,8 @@
 
 Two threads on two cores beside another CPU-bound process make three runnable threads for two
 cores: the OS deschedules one of ours, and at every small op's barrier its partner spins
-through its time slice waiting for it (bench/contention.py: 2.5-3.9x beside a busy loop, 9-29x
-beside a second BOLT process). One thread on the core the competitor leaves free is never
+through its time slice waiting for it (bench/contention.py measures it; the docs' benchmarks
+page has the figures). One thread on the core the competitor leaves free is never
 waited for. So long loops (every `track`ed loop: bootstrap, training, sampling, evaluation)
 look, at most twice a second, at how busy the machine is apart from this process, and use as
 many threads as there are free cores (at least one, at most the count the process started

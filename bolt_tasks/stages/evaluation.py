@@ -132,9 +132,8 @@ def sample_logprobs(samples: pa.Table, model_path: str, out_path: str | Path,
                     batch_size: int = 2048) -> TableRef:
     """log pi_theta of stored samples (rollouts or evaluation samples, which carry the exact
     prompt ids they were drawn for): (prompt_id, sample_idx, policy_logprob), `batch_size`
-    sequences per forward pass (evaluation.batch_size for held-out samples: on a 2-core CPU
-    SmolLM2 scored 1264 samples in 44 s at 256 and in 60 s at 2048, larger passes leaving the
-    caches)."""
+    sequences per forward pass (evaluation.batch_size for held-out samples: passes much larger
+    than the CPU's caches are slower; the docs' benchmarks page has the figures)."""
     model, tokenizer = load_policy(model_path)
     logprobs = response_logprobs(
         model, samples["prompt_token_ids"].to_pylist(), samples["response_token_ids"].to_pylist(),
