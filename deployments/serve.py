@@ -3,17 +3,18 @@
     bolt-round     on demand: one round (the UI shows RoundConfig as a form with help text)
     bolt-refresh   on a schedule: each run adds refreshed rounds to pipeline <pipeline>-refresh
                    (core/catalogue.refresh_pipeline_name, as for `bolt refresh`); the schedule
-                   is shipped inactive, so nothing runs until you switch it on in the UI
-                   (or pass --refresh-active, or a refresh recipe whose schedule is active); once the deployment exists, the state set in
-                   the UI is kept across restarts of `bolt serve`
-    bolt-frontier, bolt-experiment-e1/e2/e5   on demand
+                   is shipped inactive, so nothing runs until you switch it on in the UI (or
+                   pass --refresh-active, or a refresh recipe whose schedule is active); once
+                   the deployment exists, the state set in the UI is kept across restarts of
+                   `bolt serve`
+    bolt-frontier, bolt-experiment-e1/e2/e3/e5   on demand
 
 bolt-round and bolt-refresh run one flow run at a time; a run triggered while another holds the
 slot waits in the queue (Prefect's ENQUEUE collision strategy) instead of failing on the
 pipeline lock. Stopping `bolt serve` does not pause the deployments (a schedule switched on
 stays on; its runs wait for the next `bolt serve`).
 
-Run with `bolt serve` (PREFECT_API_URL must point at a server; see README).
+Run with `bolt serve` (PREFECT_API_URL must point at a server; docs/guide/prefect-ui.md).
 """
 
 from __future__ import annotations

@@ -90,15 +90,3 @@ def test_the_served_refresh_deployment_takes_the_recipe():
     assert refresh.parameters["config"]["round"]["pipeline"] == "nightly-refresh"
     [schedule] = refresh.schedules
     assert schedule.schedule.cron == "0 3 * * *" and schedule.active is False
-
-
-@pytest.mark.slow
-@pytest.mark.usefixtures("shared_prefect_server")
-def test_the_small_recipes_run(tmp_path, no_process_left):
-    """The refresh recipe, as a user runs it: one refreshed round of the built-in task."""
-    from cli_runs import bolt
-
-    result = bolt("refresh", "--config", "refresh-nightly", "--runs-dir", str(tmp_path / "runs"),
-                  cwd=tmp_path)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert (tmp_path / "runs" / "nightly-refresh" / "round-0" / "summary.json").exists()
