@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from provenance import provenance
+
 STAGES = ("bootstrap", "sampling", "training", "evaluation")
 
 
@@ -159,7 +161,8 @@ def main() -> None:
                     print(f"  {stage:10s} {setting:6s} {competitor:11s} {took:7.1f} s", flush=True)
     table = summarize(results, next(iter(settings)))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"runs": results, "slowdowns": table}, indent=2))
+    Path(args.out).write_text(json.dumps({"runs": results, "slowdowns": table, "provenance": provenance()},
+                                         indent=2))
     print_table(table)
 
 

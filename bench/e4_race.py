@@ -30,6 +30,7 @@ from bolt import (
     train_policy,
 )
 from bolt_tasks.policy.modeling import load_policy
+from provenance import provenance
 
 # A model in memory -> held-out accuracy, or a dict of measures with the race's own under
 # "accuracy" (the others are kept in the curve beside it).
@@ -216,7 +217,7 @@ def write_results(out: Path, prefix: str, bolt: dict, grpo: dict, summary: dict,
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{prefix}_result.json").write_text(json.dumps(
         {"summary": summary, "bolt_settings": [asdict(s) for s in settings],
-         "curves": {**bolt, **grpo}}, indent=2))
+         "curves": {**bolt, **grpo}, "provenance": provenance()}, indent=2))
     plot({**bolt, **grpo}, summary["grpo_best_accuracy"], out / f"{prefix}_accuracy_vs_wallclock.png",
          title, accuracy_label)
     print(json.dumps(summary, indent=2))

@@ -36,6 +36,7 @@ from bolt_tasks.sampling.rollouts import render_task_prompts
 from bolt_tasks.sampling.seeds import row_seeds
 from bolt_tasks.stages.prompt_files import build_prompts
 from grpo_vs_bolt_real import README_RECIPE
+from provenance import provenance
 
 
 def transformers_arm(model_dir: str, prompt_ids, evaluation, shared: bool) -> dict:
@@ -100,7 +101,7 @@ def main() -> None:
               "max_new_tokens": evaluation.max_new_tokens, "runs": runs, "best_seconds": best,
               "speedup_over_first_arm": {n: round(best[wanted[0]] / s, 2) for n, s in best.items()}}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2))
+    Path(args.out).write_text(json.dumps(report | {"provenance": provenance()}, indent=2))
     print(json.dumps(report["best_seconds"]), json.dumps(report["speedup_over_first_arm"]))
 
 

@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow.compute as pc
 import torch
 from e4_race import BoltSetting, judged_by, run_bolt, run_grpo, summarize, write_results
+from provenance import provenance
 
 from bolt_cli.main import parser as bolt_parser
 from bolt_cli.options import build_config
@@ -201,7 +202,7 @@ def main() -> None:
         write_results(runs.experiment("e4"), out_prefix, bolt_curves, grpo_curves, summary, settings,
                       "E4 (SmolLM2-135M-Instruct, chain_sum): BOLT refresh rounds vs GRPO (TRL)", label)
     examples_path = runs.experiment("e4") / f"{prefix}_best_responses.json"
-    examples_path.write_text(json.dumps(examples, indent=1))
+    examples_path.write_text(json.dumps(examples | {"provenance": provenance()}, indent=1))
     for arm, rows in examples.items():
         print(f"{arm}: greedy responses at its best evaluation ({examples_path}):")
         for row in rows[:6]:

@@ -31,6 +31,7 @@ from bolt_tasks.core.runtime import configure_environment
 configure_environment()
 
 from bolt_tasks.core.config import RoundConfig  # noqa: E402
+from provenance import provenance  # noqa: E402
 
 TINY = {"task": {"train_prompts": 16, "heldout_prompts": 16}, "sampling": {"samples_per_prompt": 2},
         "training": {"epochs": 1}, "evaluation": {"samples_per_prompt": 8}}
@@ -73,7 +74,7 @@ def main() -> None:
     report["default_overhead_over_default_wall"] = round(
         report["default"]["overhead_seconds"] / report["default"]["wall_seconds"], 3)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2))
+    Path(args.out).write_text(json.dumps(report | {"provenance": provenance()}, indent=2))
     print(json.dumps({k: v for k, v in report.items() if not isinstance(v, dict)}, indent=2))
 
 

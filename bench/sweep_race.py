@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from e4_race import run_grpo, time_to_reach
 from grpo_vs_bolt import BuiltInRace, HeldOutAccuracy, built_in_reward
+from provenance import provenance
 
 from bolt_tasks.core.config import SamplingConfig, TaskConfig, TrainingConfig, WeightingConfig
 from bolt_tasks.policy.modeling import load_policy
@@ -142,7 +143,8 @@ def main() -> None:
                "grpo_sweep_seconds": sum(grpo_total) if None not in grpo_total else None}
     out = runs.experiment("e4") / f"sweep_race_seed{args.seed}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"summary": summary, "bolt": bolt, "grpo": grpo}, indent=2))
+    out.write_text(json.dumps({"summary": summary, "bolt": bolt, "grpo": grpo, "provenance": provenance()},
+                              indent=2))
     print(json.dumps(summary, indent=2))
 
 

@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from provenance import provenance
 
 SHAPES = {"wide": ((8, 12), (1, 32)), "smollm2": ((50, 70), (4, 16))}
 TRAINERS = ("bolt", "bolt-unshared", "trl")
@@ -169,7 +170,7 @@ def main() -> None:
                   f"{report[name]['bolt_over_trl']} (unshared {report[name]['bolt_unshared_over_trl']})",
                   flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2))
+    Path(args.out).write_text(json.dumps(report | {"provenance": provenance()}, indent=2))
 
 
 if __name__ == "__main__":

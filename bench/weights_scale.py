@@ -328,8 +328,10 @@ def main() -> None:
                 report["large"] = {"rows": args.large_rows, "duckdb_memory_limit": args.memory_limit,
                                    "failed": str(failure)}
             print(f"  sql under {args.memory_limit}: {report['large']}", flush=True)
+    from provenance import provenance  # bench/ is on sys.path when this runs as a script
+
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2))
+    Path(args.out).write_text(json.dumps(report | {"provenance": provenance()}, indent=2))
 
 
 if __name__ == "__main__":

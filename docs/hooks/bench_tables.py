@@ -4,8 +4,10 @@ A page writes a marker such as `<!-- bench: train_throughput -->` (or, for a vie
 file's first, `<!-- bench: e4_builtin_seed0 settings -->`); `on_page_markdown`, registered as an
 MkDocs hook in mkdocs.yml, replaces it with a Markdown table built from
 docs/bench/train_throughput.json, headed by the date, commit, machine and command that the JSON
-records. The figures on the page are then the ones in the file: edit the file and the page
-changes, and nobody retypes a number.
+records under its "provenance" key (bench/provenance.py writes it when a bench runs). The figures
+on the page are then the ones in the file: edit the file and the page changes, and nobody retypes
+a number. A block marked `"backfilled": true` was reconstructed later from the git history, and
+the table says so.
 
 Nothing here imports MkDocs, so tests/test_docs.py loads this file and calls `render` directly.
 A marker that names a missing file, a view that does not exist, or a JSON whose shape no
@@ -58,21 +60,32 @@ def ratio(value, missing: str = "-") -> str:
 
 
 def provenance(data: dict) -> dict[str, str]:
-    """date, commit, machine and command as the JSON records them, at its top level or under
-    `provenance`; a field the file lacks is reported as not recorded, never guessed."""
-    found = {}
-    nested = data.get("provenance") if isinstance(data.get("provenance"), dict) else {}
-    for field in PROVENANCE_FIELDS:
-        value = data.get(field, nested.get(field))
-        found[field] = NOT_RECORDED if value in (None, "") else str(value)
-    return found
+    """date, commit, machine and command as the JSON's `provenance` block records them; a field
+    the block lacks is reported as not recorded, never guessed. Keys of the same names at the
+    top level are the bench's own figures (train_throughput.json's "machine": "2 CPU cores"),
+    not provenance, and are not read."""
+    block = data.get("provenance") if isinstance(data.get("provenance"), dict) else {}
+    return {field: NOT_RECORDED if block.get(field) in (None, "") else str(block[field])
+            for field in PROVENANCE_FIELDS}
+
+
+def short_commit(commit: str) -> str:
+    """A 40-hex commit to its first 10 characters, "-dirty" kept; anything else as it is."""
+    match = re.fullmatch(r"([0-9a-f]{40})(-dirty)?", commit)
+    return match.group(1)[:10] + (match.group(2) or "") if match else commit
 
 
 def provenance_line(name: str, data: dict) -> str:
     p = provenance(data)
     command = p["command"] if p["command"] == NOT_RECORDED else f"`{p['command']}`"
-    return (f"*Generated from `docs/bench/{name}.json`. Date: {p['date']}. Commit: {p['commit']}. "
-            f"Machine: {p['machine']}. Command: {command}.*")
+    line = (f"*Generated from `docs/bench/{name}.json`. Date: {p['date']}. "
+            f"Commit: {short_commit(p['commit'])}. Machine: {p['machine']}. Command: {command}.")
+    block = data.get("provenance")
+    if isinstance(block, dict) and block.get("backfilled"):
+        line += (" Provenance backfilled from the git history, not recorded when the bench ran: the"
+                 " date and commit are the commit that last wrote the file, the machine and command"
+                 " what the README said of the run.")
+    return line + "*"
 
 
 # ---------------------------------------------------------------- one renderer per JSON shape
