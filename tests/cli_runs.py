@@ -18,7 +18,10 @@ def bolt(*args, log=None, env=None, cwd=None, **popen):
 
 def own_server_env() -> dict[str, str]:
     """The environment of a command that must start its own temporary Prefect server, as on a
-    user's laptop, rather than use the test session's shared one."""
+    user's laptop, rather than use the test session's shared one (or, in a unit test, the closed
+    port conftest.py points PREFECT_API_URL at). In a unit test, only for a command that must stop
+    before any server starts: the test itself must check that (a server that goes with the
+    command is gone by the teardown check)."""
     return {name: value for name, value in os.environ.items() if name != "PREFECT_API_URL"}
 
 

@@ -58,6 +58,7 @@ TINY = ["--pipeline", "tiny", "--set", "reference.steps=40", "--set", "reference
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_prefect_server")
 def test_editing_a_module_stages_reach_indirectly_reruns_only_those_stages(tmp_path):
     """In a copy of the project: neither rollouts.py nor evaluation.py imports vllm_backend.py
     (both get there through backends.py). Editing it re-runs the two stages that sample; the

@@ -37,6 +37,7 @@ def artifacts_of(runs_dir, run_id):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_prefect_server")
 def test_e1_fits_every_requested_scheme(runs_dir):
     from flows.experiments import experiment_target_match
 
@@ -57,6 +58,7 @@ def test_e1_fits_every_requested_scheme(runs_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_prefect_server")
 def test_e2_runs_each_grid_point_once(runs_dir):
     from flows.experiments import experiment_saturation
 
@@ -72,6 +74,7 @@ def test_e2_runs_each_grid_point_once(runs_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_prefect_server")
 def test_e5_puts_fitted_policies_on_the_frontier(runs_dir):
     from flows.experiments import experiment_frontier
 
@@ -84,6 +87,7 @@ def test_e5_puts_fitted_policies_on_the_frontier(runs_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_prefect_server")
 def test_e3_compares_refresh_with_one_shot_at_equal_budget(runs_dir):
     from bolt_tasks.analyses.experiment_config import RefreshExperimentConfig
     from flows.experiments import experiment_refresh

@@ -12,7 +12,7 @@ import pytest
 from bolt_tasks.core.catalogue import RunsDirectory
 from cli_runs import bolt, finished_states
 
-pytestmark = pytest.mark.usefixtures("no_process_left")
+pytestmark = pytest.mark.usefixtures("no_process_left", "shared_prefect_server")
 
 TINY = ["--set", "reference.steps=40", "--set", "reference.batch_size=32", "--train-prompts", "16",
         "--set", "task.heldout_prompts=8", "--set", "evaluation.samples_per_prompt=8",

@@ -38,6 +38,7 @@ def busy_cores_elsewhere(seconds: float = 1.0) -> float:
     return psutil.cpu_percent(percpu=False) / 100 * psutil.cpu_count()
 
 
+@pytest.mark.slow  # 5 s of spinning
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) != 2, reason="the figures below are for 2 cores")
 def test_one_thread_beside_a_busy_process_and_two_after_it_ends(restore_threads, monkeypatch):
     if busy_cores_elsewhere() > 0.3:

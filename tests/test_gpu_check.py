@@ -48,6 +48,7 @@ def gpu_check():
         sys.modules.pop(spec.name, None)
 
 
+@pytest.mark.slow
 def test_dry_run_without_the_orchestration_packages(tmp_path):
     out = tmp_path / "x.json"
     done = subprocess.run(

@@ -134,6 +134,7 @@ def _latin1(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # a `bolt` process per case: 35 cases, 15-20 s in all
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_input_is_one_line_before_anything_starts(tmp_path, case):
     make_arguments, message = CASES[case]

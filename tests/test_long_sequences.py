@@ -29,6 +29,7 @@ def unchunked(model, ids, attention, response_mask):
     return (token * response_mask[:, 1:]).sum(-1)
 
 
+@pytest.mark.slow
 def test_chunked_logprobs_of_a_large_vocabulary_equal_the_whole_computation(wide_model, monkeypatch):
     generator = torch.Generator().manual_seed(1)
     lengths = [(12, 700), (40, 300), (5, 520)]  # (prompt, response) tokens

@@ -4,7 +4,11 @@ was imported before it started (a user's verifier module may import Prefect)."""
 import subprocess
 import sys
 
+import pytest
+
 from cli_runs import own_server_env
+
+pytestmark = pytest.mark.slow  # a temporary server of its own: 10 s
 
 SCRIPT = """
 from bolt_tasks.core.runtime import configure_environment

@@ -11,7 +11,7 @@ import pytest
 
 from cli_runs import bolt
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("no_process_left")]
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("no_process_left", "shared_prefect_server")]
 
 TINY_REAL = [
     "--reference-model", "smollm2-135m-instruct", "--set", "task.source=reasoning_gym:chain_sum",

@@ -25,6 +25,7 @@ CRASHABLE = TINY + ["--set", "sampling.batch_size=4", "--set", "training.epochs=
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_prefect_server")
 def test_refresh_lineage_and_continuation(tmp_path):
     from bolt_cli.main import main
 
@@ -125,6 +126,7 @@ def kill_when(runs: Path, ready, log_path: Path):
          "policy", {"sample-rollouts": 3, "score-rollouts": 3, "weights": 3}),
     ],
 )
+@pytest.mark.usefixtures("shared_prefect_server")
 def test_sigkill_then_rerun_finishes_with_identical_tables(
     tmp_path, uninterrupted, stage, ready, unfinished, expect_cached
 ):

@@ -20,6 +20,7 @@ TINY = {
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_prefect_server")
 def test_round_runs_caches_and_tracks(tmp_path, capsys, monkeypatch):
     import mlflow
 
@@ -98,7 +99,6 @@ def test_round_runs_caches_and_tracks(tmp_path, capsys, monkeypatch):
     assert pipeline("12+34=", do_sample=False)[0]["generated_text"].startswith("12+34=")
 
 
-@pytest.mark.slow
 def test_malformed_prompt_file_stops_the_round_before_any_output(tmp_path, capsys):
     from bolt_cli.main import main
 
@@ -117,6 +117,7 @@ def test_malformed_prompt_file_stops_the_round_before_any_output(tmp_path, capsy
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_prefect_server")
 def test_round_on_user_prompt_files_and_a_user_model_directory(tmp_path):
     """The same flow on a user's JSONL prompts, verifier and model directory."""
     from bolt_cli.main import main

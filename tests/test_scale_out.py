@@ -57,6 +57,7 @@ def one_shard(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_prefect_server")
 def test_three_shards_write_the_rows_of_one(one_shard, tmp_path):
     run_ok("--runs-dir", str(tmp_path), *TINY, "--shards", "3")
     assert_same_tables(round_tables(tmp_path), one_shard)
@@ -65,6 +66,7 @@ def test_three_shards_write_the_rows_of_one(one_shard, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_prefect_server")
 def test_three_shards_on_ray_write_the_rows_of_one_even_when_a_worker_is_killed(one_shard, tmp_path):
     """A whole round on a real local Ray cluster, 3 shards; one worker SIGKILLed mid-shard is
     retried by Ray; every table equals the local single-shard run's, and the Ray instance goes
@@ -97,6 +99,7 @@ def test_three_shards_on_ray_write_the_rows_of_one_even_when_a_worker_is_killed(
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_prefect_server")
 def test_refresh_on_ray_with_torchrun_training(tmp_path):
     result = bolt("refresh", "--runs-dir", str(tmp_path), "--until-round", "1", *TINY, "--shards", "3",
                   "--executor", "ray", "--set", "training.launcher=torchrun",
@@ -140,6 +143,7 @@ def test_a_node_that_cannot_see_the_runs_directory_is_refused(tmp_path, monkeypa
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_prefect_server")
 def test_a_rerun_after_a_crash_redoes_only_the_missing_shards(tmp_path):
     from cli_runs import finished_states
 

@@ -5,6 +5,7 @@ lands on the Boltzmann target pi*(y|x) = pi_ref(y|x) exp(r(x,y)/beta) / Z(x)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from bolt_tasks.core.config import WeightingConfig
@@ -125,6 +126,7 @@ def _fit(columns, answers, scheme):
     return policy
 
 
+@pytest.mark.slow
 def test_exactness_tabular_softmax_recovers_each_schemes_policy():
     rewards, pi_ref, q = _problem()
     tilt = np.exp(rewards / BETA)

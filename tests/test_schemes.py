@@ -277,7 +277,8 @@ RANDOM_CASES = [
 
 
 @pytest.mark.parametrize("beta", [1e-4, 0.5, 10.0])
-@pytest.mark.parametrize("seed", [0, 1, 2])
+# Seed 0 in the unit tier; seeds 1 and 2 (84 cases, 0.1 s each) are slow.
+@pytest.mark.parametrize("seed", [0, *(pytest.param(s, marks=pytest.mark.slow) for s in (1, 2))])
 @pytest.mark.parametrize("scheme,reward_kind", RANDOM_CASES)
 def test_every_scheme_matches_numpy_reference(scheme, reward_kind, seed, beta):
     columns = random_columns(seed, reward_kind)

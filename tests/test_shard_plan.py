@@ -97,6 +97,7 @@ def test_scale_out_settings_are_checked():
     assert RoundConfig().execution.executor == "local" and RoundConfig().sampling.shards == 1
 
 
+@pytest.mark.slow
 def test_inverse_cdf_draws_follow_the_distribution():
     """The per-row sampler draws each token with its probability (a wrong draw would skew
     every rollout): frequencies of 200,000 draws over 50 tokens within 5 standard errors, and

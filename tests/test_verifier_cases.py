@@ -21,7 +21,9 @@ def scored(verifier: str, items: list[tuple]) -> tuple[list[float], list]:
     return list(rewards), errors
 
 
-@pytest.mark.parametrize("verifier", VERIFIERS)
+# math and math_lenient score through a verifier pool, 4 s a case: slow.
+@pytest.mark.parametrize("verifier", [pytest.param(v, marks=pytest.mark.slow) if v.startswith("math") else v
+                                      for v in VERIFIERS])
 def test_each_tricky_response_gets_the_tabled_reward(verifier):
     column = VERIFIERS.index(verifier)
     items = [("question", answer, response, "stop", None) for _, answer, response, _ in CASES]
@@ -36,6 +38,7 @@ def test_a_reference_answer_math_verify_reads_only_as_text_matches_no_number():
         assert scored(verifier, [("question", "%%%", "The answer is 72.", "stop", None)]) == ([0.0], [None])
 
 
+@pytest.mark.slow
 def test_restated_questions_from_the_real_model_race_score_nothing_under_math():
     """GRPO's greedy responses at its 1.000 (lenient) evaluation restate the question; the strict
     verifier gives every one 0, while stated answers score."""

@@ -133,6 +133,7 @@ def test_asking_for_vllm_without_it_names_the_fix(monkeypatch, tmp_path):
         resolve_backend(SamplingConfig(backend="vllm"))
 
 
+@pytest.mark.usefixtures("shared_prefect_server")
 def test_bolt_round_runs_with_the_vllm_backend(vllm_python, tmp_path):
     import mlflow
 
