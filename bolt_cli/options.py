@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from bolt_tasks.core.config import RefreshConfig, RoundConfig, validate_round_config, validated
 from bolt_tasks.core.errors import BoltInputError
-from bolt_tasks.core.recipes import RefreshRecipe, is_refresh_recipe, read_recipe_file
+from bolt_tasks.core.recipes import RefreshRecipe, ScheduleConfig, is_refresh_recipe, read_recipe_file
 
 SHORTCUTS = {
     "beta": "weighting.beta",
@@ -118,8 +118,8 @@ def build_refresh_recipe(args: argparse.Namespace) -> tuple[RoundConfig, Refresh
             schedule[field] = getattr(args, option)
     if getattr(args, "refresh_active", False):
         schedule["active"] = True
-    return round_config, validated(RefreshRecipe, {"refresh": refresh, "schedule": schedule},
-                                   "refresh options")
+    return round_config, RefreshRecipe(refresh=validated(RefreshConfig, refresh, "refresh options"),
+                                       schedule=validated(ScheduleConfig, schedule, "schedule options"))
 
 
 def build_refresh_config(args: argparse.Namespace) -> RefreshConfig:
