@@ -5,7 +5,7 @@ import math
 import pytest
 
 from bolt_cli.main import main
-from bolt_tasks.core.config import validate_round_config
+from bolt_tasks.core.config import RefreshConfig, RoundConfig, SamplingConfig, validate_round_config
 from bolt_tasks.core.errors import BoltInputError
 
 
@@ -43,3 +43,19 @@ def test_cli_refuses_bad_config_and_writes_nothing(tmp_path, capsys, arguments, 
     assert main(["run", "--runs-dir", str(runs), *arguments]) == 2
     assert fragment in capsys.readouterr().err
     assert not runs.exists()
+
+
+def test_evaluation_follows_the_rounds_sampling_unless_set():
+    """Forgetting evaluation.max_new_tokens must not score truncated held-out answers, and the
+    evaluation engine gets the round's GPU memory share and tensor parallelism."""
+    config = RoundConfig.model_validate({"sampling": {"max_new_tokens": 512, "tensor_parallel_size": 2,
+                                                      "gpu_memory_utilization": 0.6}})
+    assert config.evaluation.max_new_tokens == 512
+    assert config.evaluation.tensor_parallel_size == 2 and config.evaluation.gpu_memory_utilization == 0.6
+    set_apart = RoundConfig.model_validate({"sampling": {"max_new_tokens": 512},
+                                            "evaluation": {"max_new_tokens": 64}})
+    assert set_apart.evaluation.max_new_tokens == 64
+    refresh = RefreshConfig.model_validate({"round": {"sampling": {"max_new_tokens": 32}}})
+    assert refresh.round.evaluation.max_new_tokens == 32
+    # the resolved values are what the round states (config.json, cache keys, the form)
+    assert RoundConfig().model_dump()["evaluation"]["max_new_tokens"] == SamplingConfig().max_new_tokens

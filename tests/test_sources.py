@@ -118,3 +118,16 @@ def test_the_chat_template_renders_a_generation_prompt_and_a_system_turn():
 
     assert render_prompts(Plain(), ["1+1"], "auto", "sys") == (["sys\n\n1+1"], [[ord(c) for c in "sys\n\n1+1"]])
     assert render_prompts(tokenizer, ["1+1"], "none", None)[0] == ["1+1"]  # the template declined
+
+
+def test_chat_template_options_reach_the_template_and_the_rollouts_key():
+    """Qwen3's template thinks unless enable_thinking is false: the option must reach it."""
+    tokenizer = character_tokenizer()
+    tokenizer.chat_template = ("{% for m in messages %}{{ m['content'] }} {% endfor %}"
+                               "{% if enable_thinking is defined and not enable_thinking %}"
+                               "nothink {% endif %}")
+    assert render_prompts(tokenizer, ["1+1"], "auto", None)[0] == ["1+1 "]
+    assert render_prompts(tokenizer, ["1+1"], "auto", None, None,
+                          {"enable_thinking": False})[0] == ["1+1 nothink "]
+    task = TaskConfig(chat_template_options={"enable_thinking": False})
+    assert task != TaskConfig()  # a field of the task: part of every stage's cache key

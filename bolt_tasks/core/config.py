@@ -244,7 +244,9 @@ class EvaluationConfig(_Frozen):
     samples_per_prompt: int = Field(
         64, ge=8, description="Samples per held-out prompt at temperature 1 (accuracy, KL, p*)."
     )
-    max_new_tokens: int = Field(5, ge=1, description="Longest evaluated response, in tokens.")
+    max_new_tokens: int | None = Field(
+        None, ge=1, description="Longest evaluated response, in tokens. Empty: the round's "
+        "sampling.max_new_tokens, so held-out answers are not cut shorter than the rollouts.")
     batch_size: int = Field(2048, ge=1, description="Sequences per forward batch.")
     seed: int = Field(1, description="Evaluation sampling seed.")
     success_threshold: float = Field(
@@ -254,6 +256,16 @@ class EvaluationConfig(_Frozen):
         "same", description="Who samples the held-out responses (temperature 1 and greedy): "
         "same (the round's sampling backend), transformers or vllm.",
     )
+    gpu_memory_utilization: float | None = Field(
+        None, gt=0, le=1, description="vllm backend on a GPU: share of GPU memory the evaluation "
+        "engine may take. Empty: the round's sampling.gpu_memory_utilization.")
+    tensor_parallel_size: int | None = Field(
+        None, ge=1, description="vllm backend: GPUs the evaluation engine shards the model over. "
+        "Empty: the round's sampling.tensor_parallel_size.")
+
+
+# Evaluation fields that follow the round's sampling settings unless set (RoundConfig fills them).
+EVALUATION_FOLLOWS_SAMPLING = ("max_new_tokens", "gpu_memory_utilization", "tensor_parallel_size")
 
 
 class RoundConfig(_Frozen):
@@ -272,6 +284,21 @@ class RoundConfig(_Frozen):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _evaluation_follows_sampling(cls, data):
+        """Fill the evaluation fields left empty from the round's sampling settings, so a round's
+        configuration (its config.json, its cache keys, its form) states every value it ran."""
+        if not isinstance(data, dict):
+            return data
+        sampling, evaluation = data.get("sampling") or {}, data.get("evaluation") or {}
+        sampling = sampling.model_dump() if isinstance(sampling, BaseModel) else dict(sampling)
+        evaluation = evaluation.model_dump() if isinstance(evaluation, BaseModel) else dict(evaluation)
+        for name in EVALUATION_FOLLOWS_SAMPLING:
+            if evaluation.get(name) is None:
+                evaluation[name] = sampling.get(name, SamplingConfig.model_fields[name].default)
+        return data | {"evaluation": evaluation}
 
     @field_validator("pipeline")
     @classmethod

@@ -77,6 +77,12 @@ class TaskConfig(_Frozen):
         "auto", description="auto: render prompts with the tokenizer's chat template and its "
         "generation prompt when the tokenizer has one; none: plain text.",
     )
+    chat_template_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Keyword arguments the chat template reads, passed to apply_chat_template, "
+        'e.g. {"enable_thinking": false} for Qwen3 (its template thinks unless told not to). '
+        "Part of the configuration, hence of every stage's cache key.",
+    )
     verifier: str | None = Field(
         None,
         description="Verifier name in the registry (arithmetic, exact_match, math, gsm8k, "

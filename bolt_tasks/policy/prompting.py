@@ -23,16 +23,18 @@ def uses_chat_template(tokenizer, chat_template: str) -> bool:
 
 def render_prompts(
     tokenizer, prompts: list[str], chat_template: str = "auto", system_prompt: str | None = None,
-    messages: list[str | None] | None = None,
+    messages: list[str | None] | None = None, template_options: dict | None = None,
 ) -> tuple[list[str], list[list[int]]]:
     """(rendered text, token ids) per prompt. With the chat template: the conversation (the
-    row's `messages` when it has them, else one user turn) with the generation prompt appended;
-    without one: the system prompt, a blank line and the prompt, encoded as plain text."""
+    row's `messages` when it has them, else one user turn) with the generation prompt appended,
+    the template reading `template_options` (e.g. enable_thinking=False); without one: the
+    system prompt, a blank line and the prompt, encoded as plain text."""
     messages = messages or [None] * len(prompts)
     if uses_chat_template(tokenizer, chat_template):
         texts = [
             tokenizer.apply_chat_template(_conversation(prompt, rows, system_prompt),
-                                          add_generation_prompt=True, tokenize=False)
+                                          add_generation_prompt=True, tokenize=False,
+                                          **(template_options or {}))
             for prompt, rows in zip(prompts, messages)
         ]
         # The template already holds the special tokens (BOS included, if the model wants one).

@@ -14,7 +14,12 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from bolt_tasks.core.config import EvaluationConfig, RoundConfig, SamplingConfig
+from bolt_tasks.core.config import (
+    EVALUATION_FOLLOWS_SAMPLING,
+    EvaluationConfig,
+    RoundConfig,
+    SamplingConfig,
+)
 from bolt_tasks.policy.logprobs import response_logprobs
 from bolt_tasks.policy.modeling import load_policy
 from bolt_tasks.sampling.decode import Generations, generate
@@ -183,11 +188,14 @@ def with_resolved_backend(config: RoundConfig) -> RoundConfig:
 
 def evaluation_sampling(evaluation: EvaluationConfig, samples_per_prompt: int, temperature: float,
                         stop: list[str]) -> SamplingConfig:
-    """The sampler settings of a held-out evaluation pass (temperature 0: greedy)."""
+    """The sampler settings of a held-out evaluation pass (temperature 0: greedy). Evaluation
+    fields left empty (outside a round, which fills them) take SamplingConfig's defaults."""
+    engine = {name: getattr(evaluation, name) for name in EVALUATION_FOLLOWS_SAMPLING
+              if getattr(evaluation, name) is not None}
     settings = SamplingConfig(
-        samples_per_prompt=samples_per_prompt, max_new_tokens=evaluation.max_new_tokens,
-        batch_size=evaluation.batch_size, seed=evaluation.seed, stop=stop,
-        backend="transformers" if evaluation.backend == "same" else evaluation.backend)
+        samples_per_prompt=samples_per_prompt, batch_size=evaluation.batch_size,
+        seed=evaluation.seed, stop=stop,
+        backend="transformers" if evaluation.backend == "same" else evaluation.backend, **engine)
     return settings.model_copy(update={"temperature": temperature})  # 0 is valid here: greedy
 
 

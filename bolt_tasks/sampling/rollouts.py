@@ -25,7 +25,7 @@ def render_task_prompts(tokenizer, prompts: pa.Table, task: TaskConfig) -> tuple
     """(text, token ids) of each row of a prompts table, as the task presents it."""
     messages = prompts["messages"].to_pylist() if "messages" in prompts.column_names else None
     return render_prompts(tokenizer, prompts["prompt"].to_pylist(), task.chat_template,
-                          task.system_prompt, messages)
+                          task.system_prompt, messages, task.chat_template_options)
 
 
 def sample_rollouts(
