@@ -50,7 +50,7 @@ SELECT regexp_extract(filename, '([^/\\]+)[/\\]round-[0-9]+[/\\][^/\\]+$', 1) AS
        * EXCLUDE (filename)
 FROM read_parquet('*/round-*/prompt_stats.parquet', filename = true, union_by_name = true, can_have_nan = true);
 
--- train_log: train_log.parquet, weighted-SFT loss, gradient norm and learning rate by optimizer step
+-- train_log: train_log.parquet, weighted-SFT loss, gradient norm, learning rate and the training processes' balance (the busiest one's token positions over the mean) by optimizer step
 CREATE OR REPLACE VIEW train_log AS
 SELECT regexp_extract(filename, '([^/\\]+)[/\\]round-[0-9]+[/\\][^/\\]+$', 1) AS pipeline,
        CAST(regexp_extract(filename, 'round-([0-9]+)[/\\][^/\\]+$', 1) AS INTEGER) AS round,

@@ -117,3 +117,49 @@ def test_a_killed_training_process_fails_the_stage_and_a_rerun_completes(
                         policy, log)
     assert (tmp_path / "policy" / "model.safetensors").is_file()
     assert pq.read_table(log).num_rows == 3
+
+
+def unequal_groups(tmp_path, widths=(3, 5, 9, 14), samples=8):
+    """4 prompt groups of 8 samples whose responses differ in width from group to group."""
+    generator = torch.Generator().manual_seed(11)
+    prompts, responses, keys = [], [], {"prompt_id": [], "sample_idx": []}
+    for group, width in enumerate(widths):
+        prompt = torch.randint(3, 40, (4 + group,), generator=generator).tolist()
+        for sample in range(samples):
+            prompts.append(prompt)
+            length = width + int(torch.randint(0, 3, (1,), generator=generator))
+            responses.append(torch.randint(3, 40, (length,), generator=generator).tolist() + [2])
+            keys["prompt_id"].append(f"g{group}")
+            keys["sample_idx"].append(sample)
+    weights = (torch.rand(len(prompts), generator=generator) * 3).tolist()
+    pq.write_table(pa.table(keys | {"prompt_token_ids": prompts, "response_token_ids": responses}),
+                   tmp_path / "groups.parquet")
+    pq.write_table(pa.table(keys | {"weight": weights}), tmp_path / "group_weights.parquet")
+    return tmp_path / "groups.parquet", tmp_path / "group_weights.parquet"
+
+
+@pytest.mark.slow
+def test_four_processes_share_four_unequal_groups_evenly_and_fit_the_inline_policy(tiny_model_dir, tmp_path):
+    """A batch of 4 prompt groups on 4 processes: dealt whole, one group each, the busiest rank
+    carries the widest group (over 1.5x the mean); dealt by token count, every rank is within
+    25% of the mean, and the fit is the one-process fit."""
+    rollouts, weights = unequal_groups(tmp_path)
+    table = pq.read_table(rollouts)
+    by_group = {}
+    for prompt, response in zip(table["prompt_token_ids"].to_pylist(), table["response_token_ids"].to_pylist()):
+        by_group.setdefault(tuple(prompt), []).append(len(response))
+    whole = [len(prompt) + sum(lengths) for prompt, lengths in by_group.items()]
+    assert max(whole) / (sum(whole) / 4) > 1.5
+    settings = dict(epochs=2, batch_size=32, learning_rate=1e-4, warmup_steps=1)
+    train_policy(pq.read_table(rollouts), pq.read_table(weights), tiny_model_dir,
+                 TrainingConfig(**settings), tmp_path / "inline", tmp_path / "inline.parquet")
+    training = TrainingConfig(**settings, launcher="torchrun", nproc_per_node=4)
+    train_with_torchrun(str(rollouts), str(weights), tiny_model_dir, training,
+                        str(tmp_path / "four"), str(tmp_path / "four.parquet"))
+    log = pq.read_table(tmp_path / "four.parquet")
+    print("rank balance (busiest / mean positions) per step:", log["rank_balance"].to_pylist())
+    assert log.num_rows == 2 and max(log["rank_balance"].to_pylist()) <= 1.25
+    assert pq.read_table(tmp_path / "inline.parquet")["rank_balance"].to_pylist() == [1.0, 1.0]
+    difference = largest_difference(fitted(tmp_path / "four"), fitted(tmp_path / "inline"))
+    print(f"4 processes: largest parameter difference to inline {difference:.2e}")
+    assert difference < 1e-5

@@ -232,6 +232,12 @@ class TrainingConfig(_Frozen):
             raise ValueError("training.nnodes > 1 needs training.rdzv_endpoint (host:port)")
         if (self.nnodes > 1 or self.nproc_per_node > 1) and self.launcher != "torchrun":
             raise ValueError("training.nproc_per_node and training.nnodes need training.launcher=torchrun")
+        processes = self.nproc_per_node * self.nnodes
+        if self.batch_size < processes:
+            raise ValueError(
+                f"training.batch_size {self.batch_size} is below the {processes} training processes "
+                f"(nproc_per_node x nnodes): {processes - self.batch_size} of them would fit only "
+                "zero-weight filler; raise batch_size to at least the process count")
         if self.parallelism == "fsdp" and self.lora is not None:
             raise ValueError("training.lora is trained with parallelism=ddp (adapters are small); "
                              "fsdp shards full fine-tuning")

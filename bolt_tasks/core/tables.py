@@ -91,8 +91,9 @@ PROMPT_STATS = _spec("prompt_stats", [
     "(sql/prompt_stats.sql)", view="prompt_stats", mlflow=True)
 TRAIN_LOG = _spec("train_log", [
     ("step", INT32), ("epoch", INT32), ("loss", DOUBLE), ("grad_norm", DOUBLE),
-    ("learning_rate", DOUBLE)],
-    "weighted-SFT loss, gradient norm and learning rate by optimizer step", view="train_log", mlflow=True)
+    ("learning_rate", DOUBLE), ("rank_balance", DOUBLE)],
+    "weighted-SFT loss, gradient norm, learning rate and the training processes' balance (the "
+    "busiest one's token positions over the mean) by optimizer step", view="train_log", mlflow=True)
 HELDOUT_EVAL_SCHEMA = pa.schema([
     ("prompt_id", STRING), ("difficulty", INT32), ("samples", INT32), ("success_rate", DOUBLE),
     ("mean_reward", DOUBLE), ("greedy_success", DOUBLE), ("pass_at_8", DOUBLE),

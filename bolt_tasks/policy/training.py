@@ -12,8 +12,9 @@ also on a CPU that computes bf16 natively; log-softmax is taken in float32.
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
@@ -35,6 +36,7 @@ from bolt_tasks.policy.shared_prefix import (
 )
 from bolt_tasks.policy.shared_prefix import micro_batches as packed_micro_batches
 from bolt_tasks.policy.modeling import load_policy, save_policy_atomic
+from bolt_tasks.policy.rank_shares import positions, rank_share
 
 
 class ResponseLogprobs(torch.nn.Module):
@@ -208,12 +210,14 @@ def fit(model, pad_id: int, examples: list, training: TrainingConfig,
         replicas: Replicas = Replicas()) -> dict[str, list]:
     """Weighted maximum likelihood over `examples`, in place; returns the loss log.
 
-    Every process sees the same batches (the same seeded order) and fits every size-th example
-    of each, starting at its rank. Each micro-batch's loss is normalised by the whole batch's
-    size and multiplied by the process count, which the gradient average (DDP, FSDP) divides
-    out again: the gradient is the one-process gradient, whatever the count. Processes with
-    fewer micro-batches add zero-weight ones, since every process must run as many backward
-    passes as the others (their collectives pair up).
+    Every process sees the same batches (the same seeded order) and fits its share of each, an
+    equal share of the batch's token positions (policy/rank_shares.py). Each micro-batch's loss
+    is normalised by the whole batch's size and multiplied by the process count, which the
+    gradient average (DDP, FSDP) divides out again: the gradient is the one-process gradient,
+    whatever the count. Processes with fewer micro-batches add zero-weight ones, since every
+    process must run as many backward passes as the others (their collectives pair up); the
+    gradients are reduced once per step, on the last. The log's rank_balance is the busiest
+    process's positions over the mean (1 inline).
     """
     trained = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimizer = torch.optim.AdamW(
@@ -246,10 +250,14 @@ def fit(model, pad_id: int, examples: list, training: TrainingConfig,
     for step, (epoch, batch) in enumerate(steps):
         optimizer.zero_grad(set_to_none=True)
         loss = 0.0
-        for part_loss in micro_batch_losses(model, batch, share, training, replicas, pad_id):
-            (part_loss * replicas.size).backward()
+        losses, mine = micro_batch_losses(model, batch, share, training, replicas, pad_id)
+        for index, part in enumerate(losses):
+            with gradient_sync(model, sync=index == len(losses) - 1):
+                part_loss = part()
+                (part_loss * replicas.size).backward()
             loss += part_loss.item()
         loss = replicas.total(loss)
+        rank_balance = replicas.most(mine) * replicas.size / max(1.0, replicas.total(float(mine)))
         if not math.isfinite(loss):
             raise NonFiniteError(f"weighted SFT: the loss is {loss} at step {step} (epoch "
                                  f"{epoch}); nothing was saved")
@@ -259,38 +267,57 @@ def fit(model, pad_id: int, examples: list, training: TrainingConfig,
         optimizer.step()
         scheduler.step()
         for name, value in zip(
-            TRAIN_LOG.schema.names, (step, epoch, loss, grad_norm.item(), learning_rate)
+            TRAIN_LOG.schema.names,
+            (step, epoch, loss, grad_norm.item(), learning_rate, rank_balance)
         ):
             log[name].append(value)
     return log
 
 
 def micro_batch_losses(model, batch: list, share: bool, training: TrainingConfig,
-                       replicas: Replicas, pad_id: int):
-    """This process's micro-batch losses of one optimizer batch, each normalised by the whole
-    batch's size: its share of the batch (every size-th example, or with shared prompts every
-    size-th prompt group), then zero-weight micro-batches up to the most any process runs."""
+                       replicas: Replicas, pad_id: int) -> tuple[list, int]:
+    """This process's micro-batches of one optimizer batch, as functions computing their losses
+    (each normalised by the whole batch's size), and the positions they cover: its share of the
+    batch by token count (policy/rank_shares.py), then zero-weight micro-batches up to the most
+    any process runs."""
+    mine = rank_share(batch, replicas.rank, replicas.size, share)
     filler = [(batch[0][0], batch[0][1], 0.0)]
     if share:
-        groups: dict[tuple[int, ...], list] = {}
-        for example in batch:
-            groups.setdefault(tuple(example[0]), []).append(example)
-        mine = [example for group in list(groups.values())[replicas.rank :: replicas.size]
-                for example in group]
         parts = shared_micro_batches(mine, training.max_tokens_per_micro_batch) if mine else []
         parts += shared_micro_batches(filler, None) * (replicas.most(len(parts)) - len(parts))
-        for part_groups, part_weights in parts:
-            yield weighted_group_nll(model, part_groups, part_weights, pad_id, len(batch),
-                                     training.autocast)
-        return
-    mine = batch[replicas.rank :: replicas.size]
+        losses = [partial(weighted_group_nll, model, part_groups, part_weights, pad_id, len(batch),
+                          training.autocast) for part_groups, part_weights in parts]
+        return losses, positions(mine, share)
     parts = micro_batches(mine, training.max_tokens_per_micro_batch) if mine else []
     parts += [filler] * (replicas.most(len(parts)) - len(parts))
+    losses = []
     for part in parts:
         prompt_ids, response_ids, part_weights = zip(*part)
-        yield weighted_nll(model, list(prompt_ids), list(response_ids),
-                           torch.tensor(part_weights, dtype=torch.float32), pad_id, len(batch),
-                           training.autocast)
+        losses.append(partial(weighted_nll, model, list(prompt_ids), list(response_ids),
+                              torch.tensor(part_weights, dtype=torch.float32), pad_id, len(batch),
+                              training.autocast))
+    return losses, positions(mine, share)
+
+
+@contextmanager
+def gradient_sync(model, sync: bool):
+    """Gradients are reduced across processes on an optimizer step's last micro-batch only: one
+    reduction per step instead of one per micro-batch (DDP's no_sync, FSDP2's
+    set_requires_gradient_sync). Every process runs as many micro-batches, so their last ones
+    pair up. Inline, a no-op."""
+    if sync:
+        yield
+    elif hasattr(model, "no_sync"):
+        with model.no_sync():
+            yield
+    elif hasattr(model, "set_requires_gradient_sync"):
+        model.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            model.set_requires_gradient_sync(True)
+    else:
+        yield
 
 
 def check_finite(model) -> None:
