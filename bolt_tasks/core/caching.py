@@ -27,6 +27,7 @@ from pydantic import BaseModel
 
 from bolt_tasks.core.duck import sql_file
 from bolt_tasks.core.imports import import_closure, module_file, sql_files_read
+from bolt_tasks.core.memory import release_accelerator_memory
 from bolt_tasks.core.storage import ModelRef, TableRef
 
 
@@ -88,6 +89,11 @@ def with_seconds(result, seconds: float, finished_at: float):
     return result
 
 
+def after_stage(name: str) -> None:
+    """Between stages the flow process holds no accelerator memory (core/memory.py)."""
+    release_accelerator_memory()
+
+
 def stage(name: str, extra_policy: CachePolicy | None = None, ignore_inputs: tuple[str, ...] = ()):
     """Decorator for a cached BOLT stage task, keyed on its inputs (but `ignore_inputs`) and all
     the code it runs. The refs it returns carry its wall-clock seconds."""
@@ -99,7 +105,10 @@ def stage(name: str, extra_policy: CachePolicy | None = None, ignore_inputs: tup
         @functools.wraps(function)
         def timed(*args, **kwargs):
             start = time.perf_counter()
-            result = function(*args, **kwargs)
+            try:
+                result = function(*args, **kwargs)
+            finally:
+                after_stage(name)
             return with_seconds(result, time.perf_counter() - start, time.time())
 
         return task(name=name, cache_policy=policy, persist_result=True)(timed)

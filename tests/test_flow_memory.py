@@ -1,0 +1,43 @@
+"""After every stage of a round, the flow process holds no model (core/memory.py)."""
+
+import pytest
+import torch
+
+from bolt_tasks.core import caching
+from bolt_tasks.core.memory import live_models, release_accelerator_memory
+
+TINY_ROUND = {
+    "task": {"train_prompts": 48, "heldout_prompts": 32},
+    "reference": {"steps": 120, "batch_size": 64},
+    "sampling": {"samples_per_prompt": 4},
+    "training": {"epochs": 1, "batch_size": 32},
+    "evaluation": {"samples_per_prompt": 8},
+}
+
+
+def test_live_models_sees_a_model_held_and_not_one_dropped():
+    held = torch.nn.Linear(3, 2)
+    assert "Linear" in live_models()
+    del held
+    assert "Linear" not in live_models()
+    release_accelerator_memory()  # on a CPU: nothing to hand back, and no collection
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("shared_prefect_server")
+def test_no_stage_leaves_a_model_in_the_flow_process(tmp_path, monkeypatch):
+    from bolt_tasks.core.config import validate_round_config
+    from flows.round import bolt_round
+
+    held_after: dict[str, list[str]] = {}
+    real_after_stage = caching.after_stage
+
+    def recording(name):
+        real_after_stage(name)
+        held_after.setdefault(name, []).extend(live_models())
+
+    monkeypatch.setattr(caching, "after_stage", recording)
+    bolt_round(config=validate_round_config(TINY_ROUND | {"pipeline": "memory"}), runs_dir=str(tmp_path))
+    assert {"bootstrap-reference", "sample-rollouts", "weighted-sft", "evaluate-policy",
+            "logprobs-of-samples"} <= set(held_after), sorted(held_after)
+    assert all(not models for models in held_after.values()), held_after
