@@ -63,10 +63,18 @@ class SamplingConfig(_Frozen):
     seed: int = Field(0, description="Sampling seed: the same seed gives the same rollouts.")
     backend: Literal["auto", "transformers", "vllm"] = Field(
         "auto",
-        description="Who samples the rollouts. transformers: BOLT's own float32 decode loop. "
-        "vllm: a vLLM engine in a process of its own (float32; released when sampling ends). "
+        description="Who samples the rollouts. transformers: BOLT's own decode loop. "
+        "vllm: a vLLM engine in a process of its own (released when sampling ends). "
         "auto: vllm when vLLM is installed and a GPU is present, else transformers. The two "
         "backends draw different samples from the same distribution for the same seed.",
+    )
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="The sampler's weights and activations (both backends): auto is bfloat16 on "
+        "a CUDA GPU and float32 elsewhere. pi_ref is the reference model as this sampler "
+        "computes it: the rollouts' sampler and reference log-probs both come from it, in this "
+        "dtype, so the weights are exact for that definition (docs/DESIGN.md, \"The sampler's "
+        "dtype\"). Held-out evaluation always runs in float32.",
     )
     gpu_memory_utilization: float = Field(
         0.85, gt=0, le=1,
@@ -202,6 +210,11 @@ class TrainingConfig(_Frozen):
         "CUDA GPU only; native, also on a CPU whose instructions compute bf16 (AVX512-BF16 or "
         "AMX; without them bf16 is slower than float32 on a CPU, hence not the default); never, "
         "float32 everywhere.",
+    )
+    checkpoint_dtype: Literal["float32", "bfloat16"] = Field(
+        "float32", description="dtype of the saved policy: float32 (reloads exactly), or bfloat16 "
+        "(half the disk, the reload and the MLflow copy; the next round then samples from the "
+        "bf16-rounded weights, which are then its policy).",
     )
     lora: LoraConfig | None = Field(
         None, description="Train low-rank adapters (merged into the saved policy). Empty: full "

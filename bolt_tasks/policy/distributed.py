@@ -101,7 +101,7 @@ def run(job: dict) -> None:
             else:  # the consolidated parameters, in an unsharded copy of the start model
                 policy = prepare_model(job["start_model"], training, torch.device("cpu"))[0]
                 policy.load_state_dict(state)
-            policy = finished_model(policy)
+            policy = finished_model(policy, training.checkpoint_dtype)
             check_finite(policy)
             save_policy_atomic(policy, tokenizer, job["out_dir"])
             TRAIN_LOG.write(pa.table(log, schema=TRAIN_LOG.schema), job["log_path"])

@@ -26,11 +26,12 @@ def load_tokenizer(model_path: str | Path):
     return tokenizer
 
 
-def load_policy(model_path: str | Path, device: torch.device | None = None):
-    """(model, tokenizer) in eval mode, float32 so log-probs are exact to 1e-4."""
+def load_policy(model_path: str | Path, device: torch.device | None = None,
+                dtype: torch.dtype = torch.float32):
+    """(model, tokenizer) in eval mode, float32 by default so log-probs are exact to 1e-4."""
     device = device or pick_device()
     tokenizer = load_tokenizer(model_path)
-    model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=dtype)
     model.to(device).eval()
     return model, tokenizer
 

@@ -182,13 +182,14 @@ def prepare_model(start_model: str, training: TrainingConfig, device: torch.devi
     return model, tokenizer
 
 
-def finished_model(model):
-    """The model to save: adapters merged into the base weights (an ordinary checkpoint)."""
+def finished_model(model, checkpoint_dtype: str = "float32"):
+    """The model to save: adapters merged into the base weights (an ordinary checkpoint), in
+    the checkpoint dtype."""
     model.eval()
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     model.config.use_cache = True
-    return model
+    return model.to(getattr(torch, checkpoint_dtype))
 
 
 @dataclass
@@ -335,7 +336,7 @@ def train_policy(
     the loss log."""
     model, tokenizer = prepare_model(start_model, training)
     log = fit(model, tokenizer.pad_token_id, weighted_examples(rollouts, weights), training)
-    model = finished_model(model)
+    model = finished_model(model, training.checkpoint_dtype)
     check_finite(model)
     save_policy_atomic(model, tokenizer, out_dir)
     return TRAIN_LOG.write(pa.table(log, schema=TRAIN_LOG.schema), log_path)

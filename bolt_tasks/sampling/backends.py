@@ -57,7 +57,10 @@ class TransformersSampler:
         return self.sample_passes(model_path, prompt_ids, [sampling], log_path, seeds)[0]
 
     def sample_passes(self, model_path, prompt_ids, passes, log_path=None, seeds=None) -> list[Generations]:
-        model, tokenizer = load_policy(model_path)
+        dtypes = {sampler_dtype(sampling) for sampling in passes}
+        if len(dtypes) > 1:
+            raise ValueError("the passes of one model load share its dtype")
+        model, tokenizer = load_policy(model_path, dtype=getattr(torch, dtypes.pop()))
         return [self.sample_loaded(model, tokenizer, prompt_ids, sampling, seeds) for sampling in passes]
 
     @staticmethod
@@ -71,7 +74,7 @@ class TransformersSampler:
         )
 
     def response_logprobs(self, model_path, prompt_ids, response_ids, sampling, log_path=None) -> np.ndarray:
-        model, tokenizer = load_policy(model_path)
+        model, tokenizer = load_policy(model_path, dtype=getattr(torch, sampler_dtype(sampling)))
         return response_logprobs(
             model, prompt_ids, response_ids, tokenizer.pad_token_id,
             # the decode batches' boundaries, which are the shards': a shard computes one pass's bits
@@ -97,6 +100,7 @@ class VllmSampler:
             "gpu_memory_utilization": sampling.gpu_memory_utilization,
             "max_num_seqs": sampling.batch_size,
             "tensor_parallel_size": sampling.tensor_parallel_size,
+            "dtype": sampler_dtype(sampling),
         }
 
     @classmethod
@@ -161,12 +165,20 @@ def generations(result: dict[str, np.ndarray]) -> Generations:
 SAMPLERS: dict[str, Sampler] = {"transformers": TransformersSampler(), "vllm": VllmSampler()}
 
 
+def sampler_dtype(sampling: SamplingConfig) -> str:
+    """The sampler's dtype: `auto` is bfloat16 on a CUDA GPU, float32 elsewhere."""
+    if sampling.dtype != "auto":
+        return sampling.dtype
+    return "bfloat16" if torch.cuda.is_available() else "float32"
+
+
 def resolve_backend(sampling: SamplingConfig) -> SamplingConfig:
-    """The configuration with `auto` replaced by the backend that will run, so cache keys and
-    logged parameters name what actually sampled. Asking for vllm without it fails here, before
-    any stage runs."""
+    """The configuration with `auto` replaced by the backend and the dtype that will run, so
+    cache keys and logged parameters name what actually sampled. Asking for vllm without it
+    fails here, before any stage runs."""
     if sampling.backend == "vllm":
         require_vllm_python()
+    sampling = sampling.model_copy(update={"dtype": sampler_dtype(sampling)})
     if sampling.backend != "auto":
         return sampling
     use_vllm = vllm_python() is not None and torch.cuda.is_available()
@@ -194,7 +206,7 @@ def evaluation_sampling(evaluation: EvaluationConfig, samples_per_prompt: int, t
               if getattr(evaluation, name) is not None}
     settings = SamplingConfig(
         samples_per_prompt=samples_per_prompt, batch_size=evaluation.batch_size,
-        seed=evaluation.seed, stop=stop,
+        seed=evaluation.seed, stop=stop, dtype="float32",  # a measurement: exact log-probs
         backend="transformers" if evaluation.backend == "same" else evaluation.backend, **engine)
     return settings.model_copy(update={"temperature": temperature})  # 0 is valid here: greedy
 

@@ -16,7 +16,7 @@ from bolt_tasks.core.storage import ModelRef, TableRef
 from bolt_tasks.core.tables import ROLLOUTS
 from bolt_tasks.policy.modeling import load_tokenizer
 from bolt_tasks.policy.prompting import render_prompts
-from bolt_tasks.sampling.backends import sampler_for
+from bolt_tasks.sampling.backends import sampler_dtype, sampler_for
 from bolt_tasks.sampling.decode import decode_responses
 from bolt_tasks.sampling.seeds import prompt_seeds
 
@@ -41,9 +41,11 @@ def sample_rollouts(
     """Sample N responses for every training prompt of `shard` (all of them by default); write
     rollouts.parquet (or the shard's part). Each prompt's responses come from its own seed.
 
-    reference_logprob is log pi_ref(y|x) at temperature 1. When the sampler is pi_ref itself at
-    temperature 1 it equals the sampler log-prob and is copied; otherwise a separate pass
-    computes it (vLLM: its prompt log-probs of prompt + response). The vLLM engine's own output
+    reference_logprob is log pi_ref(y|x) at temperature 1, pi_ref in float32. When the sampler is
+    pi_ref itself, at temperature 1 and in float32, it equals the sampler log-prob and is copied;
+    otherwise a float32 pass of the same backend computes it (vLLM: its prompt log-probs of
+    prompt + response). sampler_logprob is always what the sampler drew with (its dtype), so the
+    importance term log pi_ref - log q corrects for a bf16 sampler too. The vLLM engine's own output
     goes to vllm-sample.log / vllm-logprobs.log beside the table (or part).
     """
     logs, suffix = RoundDirectory(Path(out_path).parent), shard.log_suffix if shard else ""
@@ -58,12 +60,14 @@ def sample_rollouts(
         str(sampler_model), prompt_ids, sampling, log_path=logs.vllm_log(f"sample{suffix}"),
         seeds=prompt_seeds(sampling.seed, train["prompt_id"].to_pylist()),
     )
-    if sampler_model == reference_model and sampling.temperature == 1.0:
+    if (sampler_model == reference_model and sampling.temperature == 1.0
+            and sampler_dtype(sampling) == "float32"):
         reference_logprobs = result.logprobs
     else:
         repeated = [ids for ids in prompt_ids for _ in range(n)]
         reference_logprobs = sampler.response_logprobs(
-            str(reference_model), repeated, result.token_ids, sampling,
+            str(reference_model), repeated, result.token_ids,
+            sampling.model_copy(update={"dtype": "float32"}),
             log_path=logs.vllm_log(f"logprobs{suffix}"),
         )
     rows = len(result.token_ids)

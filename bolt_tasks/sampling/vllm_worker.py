@@ -61,7 +61,9 @@ def make_engine(job: dict):
 
     return LLM(
         model=job["model"],
-        dtype="float32",  # exact log-probs: the importance term compares them across backends
+        # The sampler's dtype (bfloat16 on a GPU by default): the rollouts' sampler and reference
+        # log-probs both come from this engine in it, so the weights are exact for that pi_ref.
+        dtype=job.get("dtype", "float32"),
         seed=job["seed"],
         max_model_len=job["max_model_len"],
         enforce_eager=not job["on_gpu"],  # CUDA graphs on a GPU; no compile step on a CPU
