@@ -38,8 +38,9 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompts", help="your training prompts (.jsonl or .parquet)")
     parser.add_argument("--heldout", help="your held-out prompts (.jsonl or .parquet)")
     parser.add_argument("--reference-model", help="model directory or hub id to use as pi_ref")
-    parser.add_argument("--executor", choices=["local", "ray"],
-                        help="who runs the prompt shards: this process, or a Ray cluster")
+    parser.add_argument("--executor", choices=["local", "processes", "ray"],
+                        help="who runs the prompt shards: this process, worker processes of this "
+                        "machine (one per GPU), or a Ray cluster")
     parser.add_argument("--ray-address", help="Ray cluster to join with --executor ray (default: "
                         "a Ray instance on this machine)")
     parser.add_argument("--shards", type=int, help="prompt shards for sampling, scoring, evaluation")

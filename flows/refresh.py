@@ -38,7 +38,7 @@ def bolt_refresh(config: RefreshConfig = RefreshConfig(), runs_dir: str = "runs"
         reference = sampler = previous_run = None
         summaries = []
         # one executor (one Ray connection) for all the rounds
-        with run_failed_on_error(runs, parent), ShardRunners(base.execution, runs.root) as shards:
+        with run_failed_on_error(runs, parent), ShardRunners(base.execution, runs.root, base.sampling.tensor_parallel_size) as shards:
             for k in range(last + 1):
                 summary, sampler, reference = round_stages(
                     base.model_copy(update={"round": k}), runs, reference, sampler,

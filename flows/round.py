@@ -85,7 +85,7 @@ def round_rollouts(
 
     reference = reference or reference_policy(config.reference, config.task, runs)
     sampler = sampler or reference
-    with ShardRunners(config.execution, runs.root) if shards is None else nullcontext(shards) as shards:
+    with ShardRunners(config.execution, runs.root, config.sampling.tensor_parallel_size) if shards is None else nullcontext(shards) as shards:
         plan = prompt_shards(prompts, "train", config.sampling, config.sampling.batch_size,
                              config.sampling.samples_per_prompt)
         per_shard = "-{shard.name}" if len(plan) > 1 else ""  # filled in by Prefect from the task's shard
@@ -132,7 +132,7 @@ def _round_stages(
     def cached(task, what: str = ""):
         return round_task(task, round_dir, config.round, what)
 
-    with ShardRunners(config.execution, runs.root) if shards is None else nullcontext(shards) as shards:
+    with ShardRunners(config.execution, runs.root, config.sampling.tensor_parallel_size) if shards is None else nullcontext(shards) as shards:
         scored = round_rollouts(config, runs, prompts, reference, sampler, shards)
         weights, prompt_stats = cached(weights_task)(
             scored.rollouts, scored.rewards, config.weighting, round_dir.table("weights"),

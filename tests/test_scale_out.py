@@ -67,6 +67,15 @@ def test_three_shards_write_the_rows_of_one(one_shard, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("shared_prefect_server")
+def test_two_worker_processes_write_the_rows_of_one(one_shard, tmp_path):
+    """The processes executor (one worker per GPU on a GPU node; two unpinned ones here)."""
+    run_ok("--runs-dir", str(tmp_path), *TINY, "--shards", "2", "--executor", "processes",
+           "--set", "execution.workers=2")
+    assert_same_tables(round_tables(tmp_path), one_shard)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("shared_prefect_server")
 def test_three_shards_on_ray_write_the_rows_of_one_even_when_a_worker_is_killed(one_shard, tmp_path):
     """A whole round on a real local Ray cluster, 3 shards; one worker SIGKILLed mid-shard is
     retried by Ray; every table equals the local single-shard run's, and the Ray instance goes

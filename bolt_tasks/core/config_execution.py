@@ -13,11 +13,18 @@ class ExecutionConfig(_Frozen):
     """Who runs the sharded stages (sampling, scoring, held-out evaluation). The results do not
     depend on it, so it is no part of any stage's cache key."""
 
-    executor: Literal["local", "ray"] = Field(
+    executor: Literal["local", "processes", "ray"] = Field(
         "local",
-        description="local: the shards run one after another in this process. ray: each shard is "
-        "a Ray task (through prefect-ray) on the cluster at ray_address; every node must see the "
-        "runs directory at the same path (shared storage).",
+        description="local: the shards run one after another in this process. processes: side by "
+        "side in `workers` worker processes of this machine, each pinned to its own GPU "
+        "(CUDA_VISIBLE_DEVICES) when there are GPUs; set sampling.shards to at least `workers`. "
+        "ray: each shard is a Ray task (through prefect-ray) on the cluster at ray_address; every "
+        "node must see the runs directory at the same path (shared storage).",
+    )
+    workers: int | None = Field(
+        None, ge=1,
+        description="processes executor: worker processes. Empty: one per visible GPU (over "
+        "sampling.tensor_parallel_size), or 1 without a GPU.",
     )
     ray_address: str | None = Field(
         None,

@@ -1,4 +1,5 @@
-"""Who runs a sharded stage's shards: this process, one after another, or a Ray cluster through
+"""Who runs a sharded stage's shards: this process, one after another; worker processes of this
+machine side by side, one per GPU (core/process_shards.py); or a Ray cluster through
 prefect-ray, side by side, each shard a Prefect task run on a Ray worker.
 
 On Ray every node reads the model and writes its part under the runs directory, so that
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from bolt_tasks.core.config_execution import ExecutionConfig
 from bolt_tasks.core.errors import BoltInputError
+from bolt_tasks.core.process_shards import ProcessShards
 from bolt_tasks.core.storage import write_text_atomic
 
 
@@ -92,14 +94,17 @@ def require_shared_runs_directory(runs_dir: Path) -> None:
 class ShardRunners:
     """`with ShardRunners(execution, runs_dir) as shards: shards.map(task, calls)`."""
 
-    def __init__(self, execution: ExecutionConfig, runs_dir: str | Path):
+    def __init__(self, execution: ExecutionConfig, runs_dir: str | Path, gpus_per_worker: int = 1):
         self.execution = execution
         self.runs_dir = Path(runs_dir)
+        self.gpus_per_worker = gpus_per_worker
         self.stack = ExitStack()
 
-    def __enter__(self) -> LocalShards | RayShards:
+    def __enter__(self) -> LocalShards | ProcessShards | RayShards:
         if self.execution.executor == "local":
             return LocalShards()
+        if self.execution.executor == "processes":
+            return self.stack.enter_context(ProcessShards(self.execution.workers, self.gpus_per_worker))
         try:
             from prefect_ray import RayTaskRunner
         except ImportError as error:
