@@ -219,3 +219,32 @@ def test_response_log_probs_of_a_shard_are_those_of_one_pass():
     parts = [response_logprobs(model, prompts[a:b], responses[a:b], PAD, batch_size=8)
              for a, b in ((0, 8), (8, 24))]
     assert np.array_equal(whole, np.concatenate(parts))
+
+
+def test_groups_wider_than_a_row_are_split_and_stay_exact(monkeypatch):
+    """With rows capped at the widest single sequence every group here is wider than a row:
+    log-probs and a fit (no micro-batch budget, so only the cap splits them) still equal the
+    unshared ones."""
+    from bolt_tasks.policy import shared_prefix
+
+    prompts, responses = random_groups(seed=9, prompts=4, per_prompt=6)
+    groups = group_by_prompt(prompts, responses)
+    widest = max(len(p) + len(r) for p, r in zip(prompts, responses))
+    monkeypatch.setattr(shared_prefix, "MAX_PACKED_WIDTH", widest)
+    assert widest < min(group.width for group in groups)
+    parts = [part for g in groups for part in split_wide(g, shared_prefix.row_width(widest))]
+    assert len(parts) > len(groups) and all(part.width <= widest for part in parts)
+    model = random_llama()
+    shared = response_logprobs(model, prompts, responses, PAD, batch_size=64)
+    unshared = response_logprobs(model, prompts, responses, PAD, batch_size=64, share_prefixes=False)
+    np.testing.assert_allclose(shared, unshared, atol=1e-5, rtol=0)
+    examples = [(p, r, 0.25 + (i % 4) / 2) for i, (p, r) in enumerate(zip(prompts, responses))]
+    fitted = {}
+    for share in (False, True):
+        model = random_llama(seed=7).train()
+        training = TrainingConfig(epochs=1, batch_size=24, learning_rate=1e-3, warmup_steps=1,
+                                  share_prompt_prefix=share)
+        fit(model, PAD, examples, training)
+        fitted[share] = [p.detach().clone() for p in model.parameters()]
+    for shared_parameter, unshared_parameter in zip(fitted[True], fitted[False]):
+        torch.testing.assert_close(shared_parameter, unshared_parameter, atol=1e-5, rtol=1e-5)

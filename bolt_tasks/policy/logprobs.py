@@ -16,6 +16,7 @@ from bolt_tasks.policy.shared_prefix import (
     group_by_prompt,
     micro_batches,
     pack_for,
+    row_width,
     shares_prefixes,
     split_wide,
 )
@@ -127,7 +128,7 @@ def _shared_prefix_logprobs(model, prompts, responses, pad_id, batch_size, descr
         # As many positions per pass as batch_size unshared sequences would take at most.
         budget = batch_size * widest
         parts = [part for group in group_by_prompt(chunk_prompts, chunk_responses)
-                 for part in split_wide(group, budget)]
+                 for part in split_wide(group, min(budget, row_width(widest)))]
         if not shares_prefixes(model, max(part.width for part in parts)):
             return None
         chunks.append((start, micro_batches(parts, budget)))

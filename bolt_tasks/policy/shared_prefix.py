@@ -23,6 +23,15 @@ import torch
 
 # Each micro-batch's mask and attention scores are [rows, (heads,) width, width]: bounded here.
 MAX_MASK_CELLS = 1 << 24
+# A packed row's width: a group wider than this is split into sub-groups (the prompt repeated in
+# each), so a row's W x W mask stays within MAX_MASK_CELLS. Without it 64 samples of a
+# 600-token answer would be one row of ~40k positions whose attention computes every tile.
+MAX_PACKED_WIDTH = 1 << 12
+
+
+def row_width(widest: int) -> int:
+    """The widest packed row: MAX_PACKED_WIDTH, or one sequence when a sequence is wider."""
+    return max(MAX_PACKED_WIDTH, widest)
 
 
 @dataclass

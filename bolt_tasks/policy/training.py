@@ -31,6 +31,7 @@ from bolt_tasks.policy.shared_prefix import (
     PackedGroups,
     group_by_prompt,
     pack_for,
+    row_width,
     shares_prefixes,
     split_wide,
 )
@@ -131,8 +132,9 @@ def shared_micro_batches(batch: list, max_tokens: int | None) -> list[tuple[list
     together, each run within max_tokens positions; with the weights in the groups' order."""
     prompts, responses, weights = zip(*batch)
     budget = max_tokens or sum(len(p) + len(r) for p, r in zip(prompts, responses))
+    widest = max(len(p) + len(r) for p, r in zip(prompts, responses))
     groups = [part for group in group_by_prompt(list(prompts), list(responses))
-              for part in split_wide(group, budget)]
+              for part in split_wide(group, min(budget, row_width(widest)))]
     return [(run, [weights[i] for group in run for i in group.indices])
             for run in packed_micro_batches(groups, budget)]
 
