@@ -163,3 +163,17 @@ def test_bolt_round_runs_with_the_vllm_backend(vllm_python, tmp_path):
     assert 0 <= summary.policy_accuracy <= 1
     run = mlflow.MlflowClient(summary.tracking_uri).get_run(summary.mlflow_run_id)
     assert run.data.params["sampling.backend"] == "vllm"
+
+
+def test_a_logprobs_job_bounds_the_logits_of_a_step(tmp_path):
+    """Prompt log-probs hold float32 logits of every token of a step: at 151,936 tokens of
+    vocabulary the step is bounded to about 2 GiB of them, not 8,192 tokens (~10 GB)."""
+    from bolt_tasks.sampling.vllm_worker import PROMPT_LOGPROB_BYTES, step_limits
+
+    (tmp_path / "config.json").write_text('{"vocab_size": 151936}')
+    job = {"model": str(tmp_path), "max_num_seqs": 1024, "max_model_len": 700, "on_gpu": True}
+    sequences, tokens = step_limits(job | {"mode": "logprobs"})
+    assert tokens * 151936 * 4 * 2 <= PROMPT_LOGPROB_BYTES and sequences <= tokens
+    assert step_limits(job | {"mode": "sample"}) == (1024, 8192)
+    on_cpu = step_limits(job | {"mode": "logprobs", "on_gpu": False})
+    assert on_cpu[1] >= 700  # no chunked prefill on a CPU: a whole prompt fits a step

@@ -56,9 +56,36 @@ def chunks(total: int):
     return [(start, min(total, start + size)) for start in range(0, total, size)]
 
 
+# Prompt log-probs (the logprobs jobs) materialise float32 logits, and their log-softmax, for
+# every prompt token of an engine step: outside vLLM's memory profile. At 8,192 tokens and a
+# 151,936-token vocabulary that is about 10 GB; the step is bounded to this many bytes of them.
+PROMPT_LOGPROB_BYTES = 2 << 30
+
+
+def vocabulary_size(model: str) -> int | None:
+    try:
+        return int(json.loads((Path(model) / "config.json").read_text())["vocab_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def step_limits(job: dict) -> tuple[int, int]:
+    """(max_num_seqs, max_num_batched_tokens). A step holds at least every running sequence's
+    token, and without chunked prefill (on a CPU) a whole prompt. A logprobs job's step is
+    bounded by PROMPT_LOGPROB_BYTES of logits; on a GPU, chunked prefill splits longer prompts."""
+    sequences, longest = job["max_num_seqs"], job["max_model_len"]
+    vocabulary = vocabulary_size(job["model"])
+    if job["mode"] != "logprobs" or vocabulary is None:
+        return sequences, max(sequences, longest, 8192)
+    bounded = max(16, PROMPT_LOGPROB_BYTES // (vocabulary * 4 * 2))
+    sequences = min(sequences, bounded)
+    return sequences, bounded if job["on_gpu"] else max(sequences, longest, min(8192, bounded))
+
+
 def make_engine(job: dict):
     from vllm import LLM
 
+    max_num_seqs, max_num_batched_tokens = step_limits(job)
     return LLM(
         model=job["model"],
         # The sampler's dtype (bfloat16 on a GPU by default): the rollouts' sampler and reference
@@ -68,11 +95,10 @@ def make_engine(job: dict):
         max_model_len=job["max_model_len"],
         enforce_eager=not job["on_gpu"],  # CUDA graphs on a GPU; no compile step on a CPU
         gpu_memory_utilization=job["gpu_memory_utilization"],
-        # Concurrent sequences: the sampling batch size, as for the transformers sampler. Every
-        # running sequence may need a token of the step's budget, so that budget is at least as
-        # large.
-        max_num_seqs=job["max_num_seqs"],
-        max_num_batched_tokens=max(job["max_num_seqs"], job["max_model_len"], 8192),
+        # Concurrent sequences: the sampling batch size, as for the transformers sampler (fewer
+        # in a logprobs job: step_limits).
+        max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=max_num_batched_tokens,
         # A prefill split across steps rewinds the request's seeded generator, which a CPU
         # torch.Generator cannot do ('CPU Generator does not use offset'); on a CPU every
         # prompt is prefilled whole.
