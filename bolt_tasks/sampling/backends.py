@@ -23,6 +23,7 @@ from bolt_tasks.core.config import (
 from bolt_tasks.policy.logprobs import response_logprobs
 from bolt_tasks.policy.modeling import load_policy
 from bolt_tasks.sampling.decode import Generations, generate
+from bolt_tasks.sampling.kv_budget import bounded_rows, device_memory
 from bolt_tasks.sampling.seeds import positional_seeds, row_seeds
 from bolt_tasks.sampling.vllm_backend import require_vllm_python, run_job, vllm_python
 from bolt_tasks.sampling.vllm_worker import pass_key, split
@@ -67,9 +68,12 @@ class TransformersSampler:
     def sample_loaded(model, tokenizer, prompt_ids, sampling, seeds) -> Generations:
         n = sampling.samples_per_prompt
         repeated = [ids for ids in prompt_ids for _ in range(n)]
+        positions = max((len(ids) for ids in prompt_ids), default=0) + sampling.max_new_tokens
+        rows = bounded_rows(rows_per_batch(sampling.batch_size, n), positions, model.config,
+                            next(model.parameters()).element_size(), device_memory(model))
         return generate(
             model, tokenizer, repeated, sampling.temperature, sampling.max_new_tokens,
-            rows_per_batch(sampling.batch_size, n), row_seeds(seeds_or_default(seeds, sampling, prompt_ids), n),
+            rows, row_seeds(seeds_or_default(seeds, sampling, prompt_ids), n),
             description=f"sample {len(repeated)} responses", stop=sampling.stop,
         )
 
