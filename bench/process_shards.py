@@ -44,13 +44,17 @@ def timed_round(config: RoundConfig, runs_dir: str) -> dict:
 
 
 def same_rollouts(first: Path, second: Path) -> bool:
+    """The same responses and rewards, row for row."""
     import pyarrow.parquet as pq
 
-    columns = ["prompt_id", "sample_idx", "response_token_ids", "reward"]
-    tables = [pq.read_table(folder / "rewards.parquet").join(
-        pq.read_table(folder / "rollouts.parquet"), ["prompt_id", "sample_idx"]).select(columns)
-        .sort_by([("prompt_id", "ascending"), ("sample_idx", "ascending")]) for folder in (first, second)]
-    return tables[0].equals(tables[1])
+    keys = [("prompt_id", "ascending"), ("sample_idx", "ascending")]
+    for table, columns in (("rollouts", ["prompt_id", "sample_idx", "response_token_ids"]),
+                           ("rewards", ["prompt_id", "sample_idx", "reward"])):
+        found = [pq.read_table(folder / f"{table}.parquet", columns=columns).sort_by(keys)
+                 for folder in (first, second)]
+        if not found[0].equals(found[1]):
+            return False
+    return True
 
 
 def main() -> None:

@@ -50,3 +50,20 @@ def test_the_refresh_recipe_runs(home):
                   cwd=home)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (home / "runs" / "nightly-refresh" / "round-0" / "summary.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("shared_prefect_server")
+def test_the_default_recipe_is_the_round_the_example_ran(home):
+    """`bolt run --config recipes/default.json` under the example's pipeline name: the same
+    configuration, so every stage of the example's round is reused and its summary printed."""
+    import json
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "default.json"
+    before = json.loads((home / "runs" / "quickstart" / "round-0" / "summary.json").read_text())
+    result = bolt("run", "--config", str(recipe), "--pipeline", "quickstart",
+                  "--runs-dir", str(home / "runs"), cwd=home)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    after = json.loads((home / "runs" / "quickstart" / "round-0" / "summary.json").read_text())
+    assert after == before
+    assert f"gain {100 * before['accuracy_gain']:+.1f} points" in result.stdout

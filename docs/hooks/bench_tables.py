@@ -236,6 +236,19 @@ def eval_backends(data: dict) -> str:
     return caption + "\n\n" + table(header, rows)
 
 
+def process_shards(data: dict) -> str:
+    """bench/process_shards.py: the default round's shards in turn, in 1 and in 2 worker processes."""
+    rows = [[arm, seconds(r["wall_seconds"]), seconds(r["stage_seconds"]["sampling"]),
+             seconds(r["stage_seconds"]["evaluation"]), ratio(data["wall_ratio_to_in_turn"][arm]) + "x"]
+            for arm, r in data["arms"].items()]
+    header = ["shards run", "round wall-clock", "sampling (shards' seconds summed)",
+              "evaluation (summed)", "wall-clock against in turn"]
+    same = "identical" if data["rollouts_identical_across_arms"] else "NOT identical"
+    caption = (f"The default round with its prompts in {data['shards']} shards; the rollouts and "
+               f"rewards of the arms are {same}.")
+    return caption + "\n\n" + table(header, rows)
+
+
 def views(data: dict) -> dict:
     """The views a JSON of this shape offers, the first being the default."""
     summary = data.get("summary", {})
@@ -253,6 +266,8 @@ def views(data: dict) -> dict:
         return {"slowdowns": contention}
     if "best_seconds" in data and "runs" in data:
         return {"backends": eval_backends}
+    if "wall_ratio_to_in_turn" in data:
+        return {"arms": process_shards}
     return {}
 
 
