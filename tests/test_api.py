@@ -9,14 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import bolt
-
-TINY = {
-    "task": {"train_prompts": 48, "heldout_prompts": 32},
-    "reference": {"steps": 120, "batch_size": 64},
-    "sampling": {"samples_per_prompt": 4},
-    "training": {"epochs": 1, "batch_size": 32},
-    "evaluation": {"samples_per_prompt": 8},
-}
+from tiny_round import TINY_ROUND as TINY
 
 
 def test_every_export_exists_and_is_documented():

@@ -5,14 +5,7 @@ import torch
 
 from bolt_tasks.core import caching
 from bolt_tasks.core.memory import live_models, release_accelerator_memory
-
-TINY_ROUND = {
-    "task": {"train_prompts": 48, "heldout_prompts": 32},
-    "reference": {"steps": 120, "batch_size": 64},
-    "sampling": {"samples_per_prompt": 4},
-    "training": {"epochs": 1, "batch_size": 32},
-    "evaluation": {"samples_per_prompt": 8},
-}
+from tiny_round import TINY_ROUND
 
 
 def test_live_models_sees_a_model_held_and_not_one_dropped():
