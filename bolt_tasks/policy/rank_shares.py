@@ -12,15 +12,16 @@ examples, so any such split fits the one-process fit (within float rounding).
 
 from __future__ import annotations
 
+from bolt_tasks.policy.shared_prefix import group_by_prompt
+
 Example = tuple  # (prompt ids, response ids, weight)
 
 
 def grouped(batch: list[Example]) -> list[list[Example]]:
-    """The batch's examples by prompt, the groups in order of first appearance."""
-    groups: dict[tuple[int, ...], list[Example]] = {}
-    for example in batch:
-        groups.setdefault(tuple(example[0]), []).append(example)
-    return list(groups.values())
+    """The batch's examples by prompt, the groups in order of first appearance
+    (shared_prefix.group_by_prompt, which packs the same groups)."""
+    prompts, responses = [e[0] for e in batch], [e[1] for e in batch]
+    return [[batch[i] for i in group.indices] for group in group_by_prompt(prompts, responses)]
 
 
 def example_costs(groups: list[list[Example]], share: bool) -> list[float]:
