@@ -8,31 +8,27 @@ training path runs it under bf16 autocast (--param-dtype bfloat16 makes the weig
 
 Measured, each configuration after its warm-up steps, with torch.cuda.synchronize around the
 timed region, and peak memory (max_memory_allocated, reset per configuration):
-  - the weighted-SFT step: the project's `weighted_nll` (bolt_tasks/policy/training.py) forward
-    and backward on one micro-batch of --token-budgets tokens (sequences of --prompt-tokens +
-    --response-tokens random ids), gradient clipping and an AdamW step as `fit` runs them; with
-    and without gradient checkpointing. Tokens/s counts every position (prompt and response).
-  - the sampler: the project's `generate` (bolt_tasks/sampling/decode.py), --sampler-prompts
-    random prompts x --sampler-new-tokens new tokens at temperature 1. EOS is id -1, which no
-    sampled token can be, so every row runs the full length; tokens are counted from the output.
+  - the weighted-SFT step as `fit` runs it (forward, backward, clipping, AdamW) on one
+    micro-batch of token_budgets tokens (random prompt_tokens + response_tokens sequences), with
+    and without gradient checkpointing, padded (`weighted_nll`) and packed as the trainer packs
+    by default (`weighted_group_nll`: group_size responses per prompt, the prompt once). Tokens/s
+    and MFU count the padded sequences' positions in both: packed figures are the same work.
+  - the sampler: the project's `generate` (bolt_tasks/sampling/decode.py), sampler_prompts
+    random prompts x sampler_new_tokens at temperature 1; EOS is id -1, never sampled, so every
+    row runs the full length.
   - correctness: the loss of a small batch on the GPU (the training path: bf16 autocast) against
     the same weights copied to the CPU in float32, |gpu - cpu| / |cpu| <= 2e-2 (bf16 keeps 8
     mantissa bits, 2^-8 = 4e-3 per rounding), and the per-sequence log-probs in excess of the
     uniform distribution's (the part the weights decide, not |response| x log |V|) correlating
-    >= 0.9. A failure exits with status 1; a configuration that raised anything but OOM
-    (recorded as "OOM", and the rest go on) exits with status 2.
+    >= 0.9; the packed loss equals the padded one within the same tolerance. A failure exits
+    with status 1; a configuration that raised anything but OOM (recorded as "OOM", and the rest
+    go on) exits with status 2.
 
-MFU = achieved model FLOP/s / --peak-flops (989e12: H100 SXM dense bf16; the H200 has the same
-peak), with model FLOPs per token (PaLM, arXiv:2204.02311, appendix B):
-    6 * N + 12 * L * H * S
-N: the parameters used in matmuls, i.e. the weights of every nn.Linear including the LM head
-(tied to the embedding, counted once; the embedding lookup, norms and biases are not matmuls);
-6 = 2 (multiply-add) x 3 (forward, and backward for inputs and weights). 12 * L * H * S: the
-attention scores and their weighted sum, forward and backward, L layers, hidden H, sequence
-length S, without halving for the causal mask. Recomputation (gradient checkpointing, the
-checkpointed log-prob chunks) is not counted: this is model FLOPs, not hardware FLOPs. The loss
-skips the LM head on prompt-only position chunks, so the head's share of 6N is counted for
-positions the step does not run it on (about 6% of the FLOPs at 128 + 384).
+MFU = achieved model FLOP/s / --peak-flops (989e12: H100 SXM dense bf16; the H200's is the same),
+model FLOPs per token 6 N + 12 L H S (PaLM, arXiv:2204.02311, appendix B): N the weights of every
+nn.Linear (the tied LM head once), L layers, hidden H, sequence length S, the causal mask not
+halved; recomputation (checkpointing, the log-prob chunks) not counted. The loss skips the LM
+head on prompt-only chunks, so 6N counts about 6% more than runs at 128 + 384.
 
     bash bench/gpu_check.sh [--out bench-results/gpu_check.json] [--time-budget-s 420]
     python bench/gpu_check.py --dry-run     # tiny model on the CPU: what CI runs
@@ -59,6 +55,8 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 from transformers import Qwen2Config, Qwen2ForCausalLM  # noqa: E402
 
+from bench.gpu_check_output import print_table, write  # noqa: E402
+
 PEAK_BF16_DENSE_H100 = 989e12
 LOSS_RELATIVE_TOLERANCE = {"cuda": 2e-2, "cpu": 1e-4}  # bf16 autocast; float32 against float64
 MIN_EXCESS_CORRELATION = 0.9
@@ -75,27 +73,31 @@ class Settings:
     sampler_prompt_tokens: int = 128
     sampler_new_tokens: int = 128
     check_sequences: int = 8
+    group_size: int = 16
 
 
 DRY_RUN = Settings(token_budgets=(128, 256), prompt_tokens=8, response_tokens=24, warmup_steps=1,
-                   steps=2, sampler_prompts=8, sampler_prompt_tokens=8, sampler_new_tokens=8)
+                   steps=2, sampler_prompts=8, sampler_prompt_tokens=8, sampler_new_tokens=8,
+                   group_size=4)
 
 
 def import_project():
-    """(weighted_nll, generate): the project's own functions. Their modules import two that the
-    GPU image cannot: core.progress (a progress bar: prefect, rich) and core.config (pydantic
-    models, which weighted_nll and generate never use); stand-ins replace those two, always, so
-    what runs does not depend on what happens to be installed."""
+    """(weighted_nll, weighted_group_nll, group_by_prompt, generate): the project's own functions.
+    Their modules import two that a bare GPU image may lack: core.progress (a progress bar: rich)
+    and core.config (pydantic models, which these functions never use); stand-ins replace those
+    two, always, so what runs does not depend on what happens to be installed (bench/gpu_round.py
+    runs the real ones, with pydantic carried as a wheel)."""
     progress = types.ModuleType("bolt_tasks.core.progress")
     progress.track = lambda items, total, description: iter(items)
     config = types.ModuleType("bolt_tasks.core.config")
     config.TrainingConfig = type("TrainingConfig", (), {})  # an annotation in training.py
     sys.modules.setdefault("bolt_tasks.core.progress", progress)
     sys.modules.setdefault("bolt_tasks.core.config", config)
-    from bolt_tasks.policy.training import weighted_nll
+    from bolt_tasks.policy.shared_prefix import group_by_prompt
+    from bolt_tasks.policy.training import weighted_group_nll, weighted_nll
     from bolt_tasks.sampling.decode import generate
 
-    return weighted_nll, generate
+    return weighted_nll, weighted_group_nll, group_by_prompt, generate
 
 
 def qwen_config(dry_run: bool) -> Qwen2Config:
@@ -157,12 +159,26 @@ def set_checkpointing(model, on: bool) -> None:
     model.config.use_cache = not on
 
 
-def measure_training(model, weighted_nll, budget: int, checkpointing: bool, s: Settings,
+def training_loss(project, packed: bool, prompts, responses, weights):
+    """The loss as fit computes it for one micro-batch: padded rows, or packed groups (one row
+    per prompt, the weights in the groups' order)."""
+    weighted_nll, weighted_group_nll, group_by_prompt, _ = project
+    if not packed:
+        return lambda model: weighted_nll(model, prompts, responses, weights, pad_id=0)
+    groups = group_by_prompt(prompts, responses)
+    ordered = [float(weights[i]) for group in groups for i in group.indices]
+    return lambda model: weighted_group_nll(model, groups, ordered, 0, len(prompts))
+
+
+def measure_training(model, project, budget: int, checkpointing: bool, packed: bool, s: Settings,
                      device: torch.device, per_token_flops: int, peak_flops: float) -> dict:
     sequence = s.prompt_tokens + s.response_tokens
     count = max(1, budget // sequence)
     prompts, responses, weights = random_sequences(
         count, s.prompt_tokens, s.response_tokens, model.config.vocab_size, seed=budget)
+    if packed:  # group_size responses to each prompt, as N samples per prompt are
+        prompts = [prompts[i - i % s.group_size] for i in range(count)]
+    loss_of = training_loss(project, packed, prompts, responses, weights)
     set_checkpointing(model, checkpointing)
     model.train()
     # fit's optimizer and clipping; a small learning rate keeps the random weights sane
@@ -173,7 +189,7 @@ def measure_training(model, weighted_nll, budget: int, checkpointing: bool, s: S
             sync(device)
             started = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
-            loss = weighted_nll(model, prompts, responses, weights, pad_id=0)
+            loss = loss_of(model)
             loss.backward()
             value = loss.item()  # fit reads every micro-batch's loss (a synchronisation)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -187,7 +203,9 @@ def measure_training(model, weighted_nll, budget: int, checkpointing: bool, s: S
         model.zero_grad(set_to_none=True)  # the next configuration starts from empty memory
     tokens = count * sequence
     tokens_per_second = tokens * len(times) / sum(times)
-    return {"tokens_per_step": tokens, "sequences": count, "sequence_length": sequence,
+    positions = tokens - (count - math.ceil(count / s.group_size)) * s.prompt_tokens if packed else tokens
+    return {"tokens_per_step": tokens, "positions_per_step": positions, "sequences": count,
+            "sequence_length": sequence,
             "step_seconds": sum(times) / len(times), "step_seconds_all": times,
             "tokens_per_second": tokens_per_second,
             "mfu": mfu(tokens_per_second, per_token_flops, peak_flops),
@@ -254,6 +272,22 @@ def check_loss(model, weighted_nll, s: Settings, device: torch.device) -> dict:
             "passed": relative <= tolerance and correlation >= MIN_EXCESS_CORRELATION}
 
 
+def check_packing(model, project, s: Settings, device: torch.device) -> dict:
+    """The packed loss (one row per prompt, its responses after it) against the padded one on the
+    same sequences, on `device`: packing must change the arithmetic's order, not the loss."""
+    model.eval()
+    prompts, responses, weights = random_sequences(
+        s.check_sequences, min(32, s.prompt_tokens), min(96, s.response_tokens),
+        model.config.vocab_size, seed=3)
+    prompts = [prompts[i - i % s.group_size] for i in range(len(prompts))]
+    with torch.no_grad():
+        padded, packed = (training_loss(project, p, prompts, responses, weights)(model).item()
+                          for p in (False, True))
+    relative, tolerance = abs(packed - padded) / abs(padded), LOSS_RELATIVE_TOLERANCE[device.type]
+    return {"padded_loss": padded, "packed_loss": packed, "relative_difference": relative,
+            "relative_tolerance": tolerance, "passed": relative <= tolerance}
+
+
 def guarded(measure, device: torch.device, started: float, budget_s: float):
     """measure()'s result, "OOM", "skipped: time budget" or "error: ...": one configuration
     failing must not lose the others' figures on a one-shot GPU run."""
@@ -275,39 +309,6 @@ def guarded(measure, device: torch.device, started: float, budget_s: float):
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return outcome
-
-
-def write(results: dict, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_suffix(".partial")
-    partial.write_text(json.dumps(results, indent=2))
-    os.replace(partial, out)  # written after every configuration: a killed run keeps the rest
-
-
-def cell(result, key: str, fmt: str) -> str:
-    if not isinstance(result, dict):
-        return result if key == "tokens_per_second" else ""
-    return "-" if result.get(key) is None else format(result[key], fmt)
-
-
-def print_table(results: dict) -> None:
-    print(f"\n{results['device']} | torch {results['torch']} | transformers "
-          f"{results['transformers']} | params {results['model']['parameters'] / 1e6:.1f}M")
-    print(f"{'configuration':<34}{'tokens/s':>14}{'MFU':>8}{'peak GB':>9}{'step s':>9}")
-    for row in results["training"]:
-        name = f"train {row['token_budget']} tok, ckpt {'on' if row['checkpointing'] else 'off'}"
-        result = row["result"]
-        print(f"{name:<34}{cell(result, 'tokens_per_second', ',.0f'):>14}"
-              f"{cell(result, 'mfu', '.1%'):>8}{cell(result, 'peak_memory_gb', '.1f'):>9}"
-              f"{cell(result, 'step_seconds', '.3f'):>9}")
-    for dtype, result in results["sampler"].items():
-        print(f"{'sample ' + dtype:<34}{cell(result, 'tokens_per_second', ',.0f'):>14}{'':>8}"
-              f"{cell(result, 'peak_memory_gb', '.1f'):>9}")
-    check = results["correctness"]
-    print(f"loss check: {check['loss']:.6f} vs {check['reference']} {check['reference_loss']:.6f}, "
-          f"relative {check['relative_difference']:.2e} (<= {check['relative_tolerance']:.0e}), "
-          f"excess log-prob correlation {check['excess_logprob_correlation']:.4f}: "
-          f"{'passed' if check['passed'] else 'FAILED'}")
 
 
 def parse_args(argv=None):
@@ -335,7 +336,8 @@ def main(argv=None) -> int:
     if not args.dry_run and not torch.cuda.is_available():
         sys.exit("no CUDA device: run with --dry-run for the CPU check")
     device = torch.device("cpu" if args.dry_run else "cuda")
-    weighted_nll, generate = import_project()
+    project = import_project()
+    weighted_nll, generate = project[0], project[3]
     config = qwen_config(args.dry_run)
     model = build_model(config, device, getattr(torch, args.param_dtype))
     sequence = settings.prompt_tokens + settings.response_tokens
@@ -345,7 +347,7 @@ def main(argv=None) -> int:
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__, "transformers": transformers.__version__,
         "dry_run": args.dry_run, "settings": asdict(settings),
-        "project_code": {"weighted_nll": "bolt_tasks.policy.training",
+        "project_code": {"weighted_nll, weighted_group_nll": "bolt_tasks.policy.training",
                          "generate": "bolt_tasks.sampling.decode",
                          "stand_ins": ["bolt_tasks.core.progress", "bolt_tasks.core.config"]},
         "model": {"architecture": "Qwen2ForCausalLM", "param_dtype": args.param_dtype,
@@ -360,16 +362,19 @@ def main(argv=None) -> int:
     }
     out = Path(args.out)
     results["correctness"] = check_loss(model, weighted_nll, settings, device)
+    results["packing"] = check_packing(model, project, settings, device)
     write(results, out)
     for budget in settings.token_budgets:
-        for checkpointing in (False, True):
-            result = guarded(lambda: measure_training(
-                model, weighted_nll, budget, checkpointing, settings, device, per_token,
-                args.peak_flops), device, started, args.time_budget_s)
-            results["training"].append(
-                {"token_budget": budget, "checkpointing": checkpointing, "result": result})
-            print(f"train {budget} tokens, checkpointing {checkpointing}: {result}", flush=True)
-            write(results, out)
+        for packed in (False, True):
+            for checkpointing in (False, True):
+                result = guarded(lambda: measure_training(
+                    model, project, budget, checkpointing, packed, settings, device, per_token,
+                    args.peak_flops), device, started, args.time_budget_s)
+                results["training"].append({"token_budget": budget, "packed": packed,
+                                            "checkpointing": checkpointing, "result": result})
+                print(f"train {budget} tokens, packed {packed}, checkpointing {checkpointing}: "
+                      f"{result}", flush=True)
+                write(results, out)
     for dtype in args.sampler_dtypes.split(","):
         model.to(getattr(torch, dtype))  # last use of the model: converted in place
         result = guarded(lambda: measure_sampler(model, generate, settings, device), device,
@@ -382,7 +387,7 @@ def main(argv=None) -> int:
     print_table(results)
     print(f"elapsed {results['elapsed_seconds']:.1f} s; written to {out}")
     outcomes = [row["result"] for row in results["training"]] + list(results["sampler"].values())
-    if not results["correctness"]["passed"]:
+    if not (results["correctness"]["passed"] and results["packing"]["passed"]):
         return 1
     return 2 if any(isinstance(o, str) and o.startswith("error") for o in outcomes) else 0
 

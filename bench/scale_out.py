@@ -58,7 +58,7 @@ def sampling_seconds(directory: Path, prompts, model, executor: str, shards: int
     from bolt_tasks.core.executors import ShardRunners
     from bolt_tasks.core.shards import part_path, plan_shards
     from bolt_tasks.sampling.backends import prompts_per_batch
-    from bolt_tasks.sampling.rollouts import sample_task
+    from bolt_tasks.sampling.sample_stage import sample_task
 
     round_dir = RoundDirectory(directory / f"{executor}-{shards}")
     plan = plan_shards(prompts.read().num_rows - 8, shards, None,

@@ -10,7 +10,8 @@ from bolt_tasks.core.config import ReferenceConfig, TaskConfig
 from bolt_tasks.core.storage import ModelRef, file_digest
 from bolt_tasks.policy.model_files import converted_dir, gguf_file
 from bolt_tasks.stages.model_sources import convert_reference_task, resolve_model_task
-from bolt_tasks.stages.reference import bootstrap_reference_task, embedded_reference_dir
+from bolt_tasks.stages.reference import embedded_reference_dir
+from bolt_tasks.stages.reference_stage import bootstrap_reference_task
 
 
 def reference_policy(reference: ReferenceConfig, task: TaskConfig, runs: RunsDirectory) -> ModelRef:

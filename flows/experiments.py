@@ -25,8 +25,8 @@ from bolt_tasks.core.catalogue import RunsDirectory
 from bolt_tasks.core.config import EvaluationConfig, RefreshConfig, WeightingConfig
 from bolt_tasks.core.results import AnalysisResult
 from bolt_tasks.policy.train_stage import train_task
-from bolt_tasks.stages.evaluation import evaluate_task, sample_logprobs_task
-from bolt_tasks.stages.weights import weights_task
+from bolt_tasks.stages.evaluation_stage import evaluate_task, sample_logprobs_task
+from bolt_tasks.stages.weights_stage import weights_task
 from flows.refresh import bolt_refresh
 from flows.round import bolt_round, round_inputs, round_rollouts
 

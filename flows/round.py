@@ -19,10 +19,10 @@ from bolt_tasks.core.storage import ModelRef, TableRef
 from bolt_tasks.core.tracking import run_failed_on_error
 from bolt_tasks.policy.train_stage import train_task
 from bolt_tasks.sampling.backends import sampling_gpus, with_resolved_backend
-from bolt_tasks.sampling.rollouts import sample_task
-from bolt_tasks.stages.comparison import combine_task
-from bolt_tasks.stages.evaluation import evaluate_task, sample_logprobs_task
-from bolt_tasks.stages.prompts import prompts_task
+from bolt_tasks.sampling.sample_stage import sample_task
+from bolt_tasks.stages.comparison_stage import combine_task
+from bolt_tasks.stages.evaluation_stage import evaluate_task, sample_logprobs_task
+from bolt_tasks.stages.prompts_stage import prompts_task
 from bolt_tasks.stages.round_directory import (
     check_inputs_task,
     check_round_task,
@@ -36,8 +36,8 @@ from bolt_tasks.stages.round_tracking import (
     open_round_run_task,
 )
 from bolt_tasks.stages.summary import summarize_task
-from bolt_tasks.stages.verifiers import score_task
-from bolt_tasks.stages.weights import weights_task
+from bolt_tasks.stages.verifiers_stage import score_task
+from bolt_tasks.stages.weights_stage import weights_task
 from flows.bootstrap import reference_policy
 from flows.sharding import gathered, prompt_shards, shard_paths
 

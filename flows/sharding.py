@@ -8,7 +8,8 @@ import dataclasses
 from bolt_tasks.core.caching import stored_in
 from bolt_tasks.core.catalogue import RoundDirectory
 from bolt_tasks.core.config import SamplingConfig
-from bolt_tasks.core.shards import Shard, gather_task, part_path, plan_shards
+from bolt_tasks.core.gather_stage import gather_task
+from bolt_tasks.core.shards import Shard, part_path, plan_shards
 from bolt_tasks.core.storage import TableRef
 from bolt_tasks.sampling.backends import prompts_per_batch
 

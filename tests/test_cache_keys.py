@@ -24,6 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
                                       "bolt_tasks.stages.verifiers"}),
     # the summary's held-out figures come from comparison.heldout_summary
     ("bolt_tasks.stages.summary", {"bolt_tasks.stages.comparison", "bolt_tasks.stages.weights"}),
+    # a cached task's key is its *_stage module's closure: the plain function's module and on
+    ("bolt_tasks.sampling.sample_stage", {"bolt_tasks.sampling.rollouts", "bolt_tasks.sampling.decode"}),
+    ("bolt_tasks.stages.evaluation_stage", {"bolt_tasks.stages.evaluation", "bolt_tasks.policy.logprobs"}),
+    ("bolt_tasks.stages.weights_stage", {"bolt_tasks.stages.weights", "bolt_tasks.core.duck"}),
 ])
 def test_a_stage_reaches_the_modules_doing_its_work(stage_module, reached):
     assert reached <= set(import_closure(stage_module))
@@ -39,9 +43,9 @@ def test_the_combine_stage_hashes_every_sql_file_it_runs():
 
 def test_keys_are_not_wider_than_the_code():
     # The prompts stage neither trains nor samples: editing the loss or the sampler keeps it.
-    prompts = set(code_sources("bolt_tasks.stages.prompts"))
+    prompts = set(code_sources("bolt_tasks.stages.prompts_stage"))
     assert not {"bolt_tasks.policy.logprobs", "bolt_tasks.sampling.decode", "sql/weights.sql"} & prompts
-    assert "bolt_tasks.policy.logprobs" not in code_sources("bolt_tasks.stages.verifiers")
+    assert "bolt_tasks.policy.logprobs" not in code_sources("bolt_tasks.stages.verifiers_stage")
 
 
 def test_an_sql_file_named_by_a_variable_is_refused(tmp_path, monkeypatch):

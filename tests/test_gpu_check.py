@@ -62,17 +62,24 @@ def test_dry_run_without_the_orchestration_packages(tmp_path):
     assert results["dry_run"] and results["device"] == "cpu"
     assert results["torch"] and results["transformers"]
     training = results["training"]
-    assert [(row["token_budget"], row["checkpointing"]) for row in training] == [
-        (128, False), (128, True), (256, False), (256, True)]
+    assert [(row["token_budget"], row["packed"], row["checkpointing"]) for row in training] == [
+        (budget, packed, checkpointing) for budget in (128, 256) for packed in (False, True)
+        for checkpointing in (False, True)]
     for row in training:
         assert isinstance(row["result"], dict), row
         assert row["result"]["tokens_per_second"] > 0 and row["result"]["mfu"] > 0
+        # 32-token sequences (8 + 24); packed, groups of 4 hold their 8-token prompt once
+        count = row["token_budget"] // 32
+        saved = (count - -(-count // 4)) * 8 if row["packed"] else 0
+        assert row["result"]["positions_per_step"] == count * 32 - saved
     for dtype in ("float32", "bfloat16"):
         sampler = results["sampler"][dtype]
         assert sampler["generated_tokens"] == 8 * 8  # EOS -1: every row runs the full length
         assert sampler["tokens_per_second"] > 0
     check = results["correctness"]
     assert check["passed"] and check["relative_difference"] <= 1e-4, check
+    packing = results["packing"]
+    assert packing["passed"] and packing["relative_difference"] <= 1e-4, packing
     assert "loss check" in done.stdout and "passed" in done.stdout
 
 

@@ -119,3 +119,34 @@ def test_a_response_ends_at_its_first_stop_string(tiny_policy):
         else:
             assert part == whole
     assert cut > 0  # some responses did hold a stop string: the test can fail
+
+
+def test_finished_rows_leave_the_decode_batch(tiny_policy):
+    """A row that has stopped is dropped from the batch (and its KV cache): later steps run only
+    the unfinished rows, and each response is the one it would be sampled alone."""
+    from bolt_tasks.policy.modeling import encode_prompts
+    from bolt_tasks.sampling.decode import generate
+
+    model, tokenizer = tiny_policy
+    prompts = encode_prompts(tokenizer, ["12+34=", "7+8=", "99+1=", "5+5="]) * 3
+    rows_per_step = []
+    hook = model.register_forward_pre_hook(
+        lambda module, args, kwargs: rows_per_step.append(kwargs["input_ids"].shape[0]),
+        with_kwargs=True)
+    try:
+        together = generate(model, tokenizer, prompts, 1.0, 12, len(prompts), seed=3, stop=["5", "a"])
+    finally:
+        hook.remove()
+    lengths = [len(ids) for ids in together.token_ids]
+    # step t (after the prefill) runs the rows whose responses are longer than t tokens
+    expected = [len(set(map(tuple, prompts)))] + [sum(n > t for n in lengths) for t in range(1, max(lengths))]
+    assert rows_per_step == expected
+    assert min(lengths) < max(lengths)  # some rows did finish early: the test can fail
+    seeds = list(range(len(prompts)))
+    together = generate(model, tokenizer, prompts, 1.0, 12, len(prompts), seed=seeds, stop=["5", "a"])
+    alone = [generate(model, tokenizer, [p], 1.0, 12, 1, seed=[s], stop=["5", "a"])
+             for p, s in zip(prompts, seeds)]
+    assert together.token_ids == [a.token_ids[0] for a in alone]
+    assert together.finish_reasons == [a.finish_reasons[0] for a in alone]
+    torch.testing.assert_close(torch.tensor(together.logprobs),
+                               torch.tensor([a.logprobs[0] for a in alone]), atol=1e-5, rtol=0)

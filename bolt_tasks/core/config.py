@@ -198,8 +198,9 @@ class TrainingConfig(_Frozen):
         None, ge=1,
         description="Memory bound: each optimizer step's batch_size rollouts are run in "
         "micro-batches of at most this many (padded) tokens and their gradients accumulated; the "
-        "loss is always normalised by batch_size, so the fit does not depend on it. Empty: one "
-        "micro-batch per step.",
+        "loss is always normalised by batch_size, so the fit does not depend on it. Empty: on a "
+        "GPU, as many tokens as half the card's memory beside the training state holds the "
+        "activations of (policy/micro_batch_budget.py); on a CPU, one micro-batch per step.",
     )
     gradient_checkpointing: bool = Field(
         False, description="Recompute activations in the backward pass (less memory, more time).",

@@ -1,7 +1,8 @@
 """Progress for long loops: a live bar on a terminal, a log line every tenth otherwise.
 
 Inside a Prefect flow or task the log lines go to its run logger (console and Prefect UI);
-outside one, to the `bolt_tasks` logger.
+outside one, to the `bolt_tasks` logger. Prefect is not imported here: the stage functions run
+without it (a GPU image without Prefect, bench/gpu_round.py).
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
-from prefect.exceptions import MissingContextError
-from prefect.logging import get_run_logger
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -27,6 +26,11 @@ T = TypeVar("T")
 
 
 def run_logger():
+    if sys.modules.get("prefect") is None:  # no Prefect run is active where Prefect is not loaded
+        return logging.getLogger("bolt_tasks")
+    from prefect.exceptions import MissingContextError
+    from prefect.logging import get_run_logger
+
     try:
         return get_run_logger()
     except MissingContextError:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from bolt_tasks.core.caching import stage
 from bolt_tasks.core.catalogue import RoundDirectory
 from bolt_tasks.core.storage import TableRef, atomic_path
 
@@ -78,8 +77,3 @@ def gather_parts(parts: list[TableRef], out_path: str | Path) -> TableRef:
                 for group in range(source.num_row_groups):
                     writer.write_table(source.read_row_group(group))
     return TableRef.of_file(out_path)
-
-
-@stage("gather-parts")
-def gather_task(parts: list[TableRef], out_path: str) -> TableRef:
-    return gather_parts(parts, out_path)

@@ -36,6 +36,7 @@ from bolt_tasks.policy.shared_prefix import (
     split_wide,
 )
 from bolt_tasks.policy.shared_prefix import micro_batches as packed_micro_batches
+from bolt_tasks.policy.micro_batch_budget import with_token_budget
 from bolt_tasks.policy.modeling import load_policy, save_policy_atomic
 from bolt_tasks.policy.rank_shares import positions, rank_share
 
@@ -222,6 +223,7 @@ def fit(model, pad_id: int, examples: list, training: TrainingConfig,
     gradients are reduced once per step, on the last. The log's rank_balance is the busiest
     process's positions over the mean (1 inline).
     """
+    training = with_token_budget(training, unwrapped(model))  # unset: bounded on a GPU
     trained = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimizer = torch.optim.AdamW(
         trained, lr=training.learning_rate, betas=(0.9, 0.99), weight_decay=training.weight_decay,

@@ -5,7 +5,8 @@ sampled token's log-prob comes from the very distribution it was drawn from, in 
 a private random stream per response (sampling/seeds.py: the same seed gives the same response
 whatever ran before and whatever is sampled beside it, in this batch or another shard).
 Prompts are left-padded with an attention mask and explicit position ids, so prompts of
-different lengths batch together.
+different lengths batch together. A row that has finished (EOS or a stop string) leaves the
+batch and its KV cache, so the remaining steps run only the unfinished rows.
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ def _generate_batch(model, prompts, eos_id, pad_id, temperature, max_new_tokens,
     attention, step_positions = attention[row_prompt], positions[row_prompt][:, -1:]
     uniforms = None if temperature == 0 else row_uniforms(seeds, max_new_tokens).to(device)
     generated, kept = [[] for _ in range(batch)], {}  # kept: row -> tokens up to its stop string
+    # The rows still decoding: a finished row leaves the cache, so later steps cost only the
+    # unfinished rows' attention over their own history.
+    active = torch.arange(batch, device=device)
     for step in range(max_new_tokens):
         if temperature == 0:
             token = logits.argmax(-1)
@@ -82,22 +86,24 @@ def _generate_batch(model, prompts, eos_id, pad_id, temperature, max_new_tokens,
         else:
             # x / 1.0 is x bit for bit: skipping it saves a pass over [rows, vocabulary] per step
             logprobs = torch.log_softmax(logits if temperature == 1 else logits / temperature, -1)
-            token = inverse_cdf_sample(logprobs, uniforms[:, step])
-        token = torch.where(finished, torch.full_like(token, pad_id), token)
-        chosen = logprobs.gather(-1, token.unsqueeze(-1)).squeeze(-1).double()
-        logprob_sums += torch.where(finished, torch.zeros_like(chosen), chosen)
-        tokens.append(token)
+            token = inverse_cdf_sample(logprobs, uniforms[active, step])
+        logprob_sums[active] += logprobs.gather(-1, token.unsqueeze(-1)).squeeze(-1).double()
+        tokens.append(torch.full((batch,), pad_id, dtype=token.dtype, device=device).index_copy(
+            0, active, token))  # a finished row's later positions are padding
         if stopped is not None:
-            was_finished = finished.tolist()
-            for row, value in enumerate(token.tolist()):
-                if not was_finished[row]:
-                    generated[row].append(value)
-                    if value != eos_id and stopped(generated[row]):
-                        kept[row] = len(generated[row])
-                        finished[row] = True
-        finished |= token == eos_id
+            for row, value in zip(active.tolist(), token.tolist()):
+                generated[row].append(value)
+                if value != eos_id and stopped(generated[row]):
+                    kept[row] = len(generated[row])
+                    finished[row] = True
+        finished[active] |= token == eos_id
         if finished.all() or step == max_new_tokens - 1:
             break
+        unfinished = (~finished[active]).nonzero().squeeze(-1)
+        if len(unfinished) < len(active):
+            past.batch_select_indices(unfinished)
+            active, token = active[unfinished], token[unfinished]
+            attention, step_positions = attention[unfinished], step_positions[unfinished]
         attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=-1)
         step_positions = step_positions + 1
         out = model(input_ids=token.unsqueeze(-1), attention_mask=attention,

@@ -8,11 +8,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bolt_tasks.core.caching import stage
 from bolt_tasks.core.catalogue import RoundDirectory
 from bolt_tasks.core.config import SamplingConfig, TaskConfig
 from bolt_tasks.core.shards import Shard
-from bolt_tasks.core.storage import ModelRef, TableRef
+from bolt_tasks.core.storage import TableRef
 from bolt_tasks.core.tables import ROLLOUTS
 from bolt_tasks.policy.modeling import load_tokenizer
 from bolt_tasks.policy.prompting import render_prompts
@@ -89,14 +88,3 @@ def sample_rollouts(
         schema=ROLLOUTS.schema,
     )
     return ROLLOUTS.write(table, out_path)
-
-
-@stage("sample-rollouts")
-def sample_task(
-    prompts: TableRef, sampler: ModelRef, reference: ModelRef, sampling: SamplingConfig,
-    task: TaskConfig, round_index: int, out_path: str, shard: Shard | None = None,
-) -> TableRef:
-    """`sampling.backend` should be resolved (backends.resolve_backend) so the cache key names
-    the backend that ran."""
-    return sample_rollouts(prompts.read(), sampler.path, reference.path, sampling, task, round_index,
-                           out_path, shard)

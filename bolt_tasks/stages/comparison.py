@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from bolt_tasks.core.caching import stage
 from bolt_tasks.core.config import WeightingConfig
 from bolt_tasks.core.duck import connect, sql_text, view
 from bolt_tasks.core.results import HeldoutFigures
@@ -89,14 +88,3 @@ def heldout_summary(eval_path: str, beta: float) -> HeldoutFigures:
     return HeldoutFigures(**summary, target_error_noise_floor=target_error_noise_floor(
         reference_rates["reference_success_rate"], samples, grid
     ))
-
-
-@stage("compare-to-target")
-def combine_task(
-    reference_eval: TableRef, policy_eval: TableRef, reference_samples: TableRef,
-    policy_logprobs: TableRef, beta: float, out_path: str,
-) -> TableRef:
-    return combine_evaluations(
-        reference_eval.path, policy_eval.path, reference_samples.path, policy_logprobs.path,
-        beta, out_path,
-    )

@@ -13,11 +13,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bolt_tasks.core.caching import stage
 from bolt_tasks.core.catalogue import RoundDirectory
 from bolt_tasks.core.config import EvaluationConfig, TaskConfig
 from bolt_tasks.core.shards import Shard
-from bolt_tasks.core.storage import ModelRef, TableRef, write_table_atomic
+from bolt_tasks.core.storage import TableRef, write_table_atomic
 from bolt_tasks.core.tables import (
     EVAL_SAMPLES_SCHEMA,
     HELDOUT_EVAL_SCHEMA,
@@ -29,14 +28,7 @@ from bolt_tasks.sampling.backends import SAMPLERS, evaluation_sampling
 from bolt_tasks.sampling.decode import decode_responses
 from bolt_tasks.sampling.rollouts import render_task_prompts
 from bolt_tasks.sampling.seeds import prompt_seeds
-from bolt_tasks.stages import evaluation_store
-from bolt_tasks.stages.verifiers import (
-    VerifierCode,
-    check_error_share,
-    prompt_rows,
-    score_responses,
-    verifier_code,
-)
+from bolt_tasks.stages.verifiers import check_error_share, prompt_rows, score_responses
 
 
 def pass_at_k(samples: int, successes: int, k: int) -> float:
@@ -146,32 +138,3 @@ def sample_logprobs(samples: pa.Table, model_path: str, out_path: str | Path,
         schema=SAMPLE_LOGPROBS_SCHEMA,
     )
     return write_table_atomic(table, out_path)
-
-
-@stage("evaluate-policy", extra_policy=VerifierCode())
-def evaluate_task(
-    prompts: TableRef, model: ModelRef, reference: ModelRef, evaluation: EvaluationConfig,
-    task: TaskConfig, out_path: str, samples_path: str, stop: list[str] = (),
-    shard: Shard | None = None, store: str | None = None,
-) -> tuple[TableRef, TableRef]:
-    """`stop`: the round's sampling.stop, so held-out responses end as the rollouts do.
-    `store`: where evaluations are kept by content (runs/evaluations): one found there (pi_ref's,
-    from an earlier round or pipeline) is copied instead of sampled again."""
-    table = prompts.read()
-    key = store and evaluation_store.evaluation_key(
-        table, model, reference, evaluation, task, list(stop), shard,
-        verifier_code(task.verifier_name), __name__)
-    found = key and evaluation_store.fetch(Path(store), key, out_path, samples_path)
-    if found:
-        return found
-    result = evaluate_policy(table, model.path, reference.path, evaluation, task, out_path,
-                             samples_path, stop, shard)
-    if key:
-        evaluation_store.keep(Path(store), key, out_path, samples_path)
-    return result
-
-
-@stage("logprobs-of-samples")
-def sample_logprobs_task(samples: TableRef, model: ModelRef, out_path: str,
-                         batch_size: int = 2048) -> TableRef:
-    return sample_logprobs(samples.read(), model.path, out_path, batch_size)

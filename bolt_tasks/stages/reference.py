@@ -16,11 +16,9 @@ import numpy as np
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from bolt_tasks.core.caching import stage
 from bolt_tasks.core.catalogue import RunsDirectory
 from bolt_tasks.core.config import ReferenceConfig, TaskConfig
 from bolt_tasks.core.progress import track
-from bolt_tasks.core.storage import ModelRef, directory_digest
 from bolt_tasks.policy.character_tokenizer import character_tokenizer
 from bolt_tasks.policy.modeling import save_policy_atomic
 from bolt_tasks.stages import arithmetic
@@ -101,13 +99,3 @@ def embedded_reference_dir(runs: RunsDirectory, reference: ReferenceConfig, task
     """runs/reference/embedded-<key>: one directory per bootstrap recipe and data split."""
     recipe = reference.model_dump_json() + f"|split seed={task.seed} heldout={task.heldout_prompts}"
     return runs.embedded_reference(hashlib.sha256(recipe.encode()).hexdigest()[:12])
-
-
-@stage("bootstrap-reference")
-def bootstrap_reference_task(
-    reference: ReferenceConfig, split_seed: int, heldout_prompts: int, out_dir: str
-) -> ModelRef:
-    """Keyed on the recipe and the held-out split only, so rounds with any number of training
-    prompts share one reference."""
-    train_reference(reference, split_seed, heldout_prompts, out_dir)
-    return ModelRef(out_dir, directory_digest(out_dir))

@@ -16,10 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from prefect.cache_policies import CachePolicy
-from prefect.utilities.hashing import hash_objects
 
-from bolt_tasks.core.caching import stage
 from bolt_tasks.core.config import TaskConfig
 from bolt_tasks.core.errors import BoltInputError
 from bolt_tasks.core.progress import track
@@ -112,15 +109,3 @@ def verifier_code(name: str) -> dict[str, str]:
         path = module_file.parent / relative
         code[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
     return code
-
-
-class VerifierCode(CachePolicy):
-    """Cache key part: the user's verifier code (the input `task`'s verifier)."""
-
-    def compute_key(self, task_ctx, inputs, flow_parameters, **kwargs) -> str | None:
-        return hash_objects(verifier_code(inputs["task"].verifier_name), raise_on_failure=True)
-
-
-@stage("score-rollouts", extra_policy=VerifierCode())
-def score_task(prompts: TableRef, rollouts: TableRef, task: TaskConfig, out_path: str) -> TableRef:
-    return score_rollouts(prompts.read(), rollouts.read(), task, out_path)

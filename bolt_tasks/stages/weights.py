@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from bolt_tasks.core.caching import stage
 from bolt_tasks.core.config import MAX_ABS_REWARD, WeightingConfig
 from bolt_tasks.core.duck import connect, sql_text, view
 from bolt_tasks.core.errors import BoltInputError
@@ -109,11 +108,3 @@ def write_weights(
         WEIGHTS.copy_from(connection, "SELECT * FROM weights", weights_temp)
         PROMPT_STATS.copy_from(connection, stats_query, stats_temp, _stats_parameters(weighting))
     return TableRef.of_file(weights_path), TableRef.of_file(stats_path)
-
-
-@stage("weights")
-def weights_task(
-    rollouts: TableRef, rewards: TableRef, weighting: WeightingConfig, weights_path: str,
-    stats_path: str,
-) -> tuple[TableRef, TableRef]:
-    return write_weights(rollouts.path, rewards.path, weighting, weights_path, stats_path)
