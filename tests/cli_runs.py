@@ -1,15 +1,25 @@
 """Running `bolt` as a user does, in a process of its own, and reading what Prefect logged."""
 
 import os
+import signal
 import subprocess
 import sys
 
 import psutil
 
 
+def sigint_as_at_a_terminal() -> None:
+    """A child's preexec_fn: SIGINT at its default, so Python turns it into KeyboardInterrupt.
+    A test run started in the background by a shell without job control (`pytest &` in a
+    script, nohup) inherits SIGINT ignored, and would pass that on to every command."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def bolt(*args, log=None, env=None, cwd=None, **popen):
-    """`python -m bolt_cli ARGS`: run to completion (captured), or started with output to `log`."""
+    """`python -m bolt_cli ARGS`: run to completion (captured), or started with output to `log`,
+    as from a terminal (SIGINT at its default)."""
     command = [sys.executable, "-m", "bolt_cli", *args]
+    popen.setdefault("preexec_fn", sigint_as_at_a_terminal)
     if log is None:
         return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=cwd,
                               **popen)

@@ -108,3 +108,18 @@ def test_sigkill_of_bolt_run_leaves_no_process(tmp_path):
     _, started = stop_midway(tmp_path, hanging, verifying, signal.SIGKILL)
     assert any("uvicorn" in command for command in started)
     assert sum("verifier_worker" in command for command in started) >= 1
+
+
+@pytest.mark.parametrize("ignored", [False, True], ids=["from a terminal", "under nohup"])
+def test_sighup_ignored_by_nohup_stays_ignored(ignored):
+    """`nohup bolt refresh &` must outlive the terminal: a SIGHUP ignored when the command starts
+    is left ignored; otherwise it stops the command cleanly, as SIGTERM does."""
+    import subprocess
+    import sys
+
+    code = ("import signal\nfrom bolt_tasks.core.processes import stop_with_children_on_signals\n"
+            "stop_with_children_on_signals()\nprint(signal.getsignal(signal.SIGHUP) is signal.SIG_IGN)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          preexec_fn=(lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if ignored else None)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(ignored)

@@ -177,3 +177,24 @@ def test_a_logprobs_job_bounds_the_logits_of_a_step(tmp_path):
     assert step_limits(job | {"mode": "sample"}) == (1024, 8192)
     on_cpu = step_limits(job | {"mode": "logprobs", "on_gpu": False})
     assert on_cpu[1] >= 700  # no chunked prefill on a CPU: a whole prompt fits a step
+
+
+def test_one_generate_call_reports_its_progress_about_twenty_times():
+    """A sample pass is one generate() call (no chunk waits for its longest response while the
+    batch drains); the progress bar vLLM drives reports the finished share as it goes."""
+    from bolt_tasks.sampling.vllm_worker import ProgressBar
+
+    shares = []
+    make = ProgressBar.factory(shares.append)
+    prompts = [[1, 2], [3]]
+    assert make(prompts, desc="Adding requests") is prompts  # adding requests is not the work
+    bar = make(total=100, desc="Processed prompts", dynamic_ncols=True, postfix="")
+    for _ in range(100):
+        bar.update(1)
+        assert bar.format_dict["elapsed"] > 0
+    assert shares == [i / 20 for i in range(1, 21)]
+    shares.clear()
+    bar = make(total=100)
+    for _ in range(50):
+        bar.update(2)  # n = 2 samples per finished request
+    assert 15 <= len(shares) <= 20 and shares[-1] == 1.0 and shares == sorted(shares)

@@ -66,6 +66,7 @@ def stop_children() -> None:
 def stop_with_children_on_signals() -> None:
     """Call once, early, in a command's main thread."""
     for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _exit_on_signal)
+        if signal.getsignal(signum) is not signal.SIG_IGN:  # `nohup bolt ...` keeps SIGHUP ignored
+            signal.signal(signum, _exit_on_signal)
     # atexit runs hooks last-registered first: this one runs after Prefect's server hook.
     atexit.register(stop_children)

@@ -26,8 +26,10 @@ from pathlib import Path
 import numpy as np
 
 PROGRESS_PREFIX = "bolt-vllm-progress "
-# Rows per generate() call: large enough to keep vLLM's batches full, small enough that a long
-# job reports progress about twenty times.
+# Rows per generate() call of a logprobs job (one prefill each, no decode to wait on): large
+# enough to keep vLLM's batches full, small enough that a long job reports progress about
+# twenty times. A sample pass is one generate() call: chunks would each wait for their longest
+# response while the batch drains.
 MIN_CHUNK = 256
 
 
@@ -115,34 +117,75 @@ def make_engine(job: dict):
     )
 
 
+class ProgressBar:
+    """What vLLM's generate() drives as its progress bar (use_tqdm takes a tqdm factory): the
+    finished share of the requests passed to `on_progress`, about twenty times a call."""
+
+    @classmethod
+    def factory(cls, on_progress):
+        """use_tqdm's callable. generate() also wraps the prompts it adds in one (an iterable,
+        passed first): that is not the work, and is handed back as it is."""
+        def make(iterable=None, **options):
+            return iterable if iterable is not None else cls(on_progress, **options)
+        return make
+
+    def __init__(self, on_progress, total: int, **_):
+        self.on_progress, self.total, self.n, self.reported = on_progress, max(1, total), 0, 0
+        self.started, self.postfix = time.perf_counter(), ""
+
+    @property
+    def format_dict(self) -> dict:  # generate() divides by the elapsed time for its postfix
+        return {"elapsed": max(time.perf_counter() - self.started, 1e-9)}
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        if self.n - self.reported >= -(-self.total // 20) or self.n >= self.total:
+            self.reported = self.n
+            self.on_progress(min(1.0, self.n / self.total))
+
+    def refresh(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def sample(llm, prompts: list[list[int]], seeds: np.ndarray, settings: dict, progress) -> dict[str, np.ndarray]:
-    """One pass: `settings` holds samples_per_prompt, temperature, max_new_tokens and stop.
-    `seeds`: one per prompt (sampling/seeds.py); vLLM seeds its n samples seed + 0..n-1."""
+    """One pass, one generate() call: `settings` holds samples_per_prompt, temperature,
+    max_new_tokens and stop. `seeds`: one per prompt (sampling/seeds.py); vLLM seeds its n
+    samples seed + 0..n-1. `progress(prompts done)` is told of progress as it is made."""
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
-    n, rows = settings["samples_per_prompt"], []
-    for start, stop in chunks(len(prompts)):
-        requests = [TokensPrompt(prompt_token_ids=p) for p in prompts[start:stop]]
-        params = [
-            SamplingParams(
-                n=n, temperature=settings["temperature"], max_tokens=settings["max_new_tokens"],
-                seed=int(seeds[row]), logprobs=0,
-                # stop strings are matched on the visible text: detokenize only when there are
-                # some (special tokens are not text, as for the transformers sampler)
-                stop=settings.get("stop") or None, include_stop_str_in_output=True,
-                detokenize=bool(settings.get("stop")), skip_special_tokens=bool(settings.get("stop")),
-            )
-            for row in range(start, stop)
-        ]
-        outputs = llm.generate(requests, params, use_tqdm=False)
-        for output in outputs:
-            for completion in sorted(output.outputs, key=lambda c: c.index):
-                token_ids = list(completion.token_ids)
-                # Summed in float64 from the per-token values, not vLLM's running float sum.
-                logprob = sum(float(step[t].logprob) for t, step in zip(token_ids, completion.logprobs))
-                rows.append((token_ids, logprob, completion.finish_reason))
-        progress(stop - start)
+    n, rows, told = settings["samples_per_prompt"], [], 0
+    requests = [TokensPrompt(prompt_token_ids=p) for p in prompts]
+    params = [
+        SamplingParams(
+            n=n, temperature=settings["temperature"], max_tokens=settings["max_new_tokens"],
+            seed=int(seeds[row]), logprobs=0,
+            # stop strings are matched on the visible text: detokenize only when there are
+            # some (special tokens are not text, as for the transformers sampler)
+            stop=settings.get("stop") or None, include_stop_str_in_output=True,
+            detokenize=bool(settings.get("stop")), skip_special_tokens=bool(settings.get("stop")),
+        )
+        for row in range(len(prompts))
+    ]
+
+    def prompts_done(share: float) -> None:
+        nonlocal told
+        done = int(share * len(prompts))
+        if done > told:
+            progress(done - told)
+            told = done
+
+    outputs = llm.generate(requests, params, use_tqdm=ProgressBar.factory(prompts_done))
+    for output in outputs:
+        for completion in sorted(output.outputs, key=lambda c: c.index):
+            token_ids = list(completion.token_ids)
+            # Summed in float64 from the per-token values, not vLLM's running float sum.
+            logprob = sum(float(step[t].logprob) for t, step in zip(token_ids, completion.logprobs))
+            rows.append((token_ids, logprob, completion.finish_reason))
+    prompts_done(1.0)
     token_ids, offsets = join([r[0] for r in rows])
     return {
         "token_ids": token_ids,

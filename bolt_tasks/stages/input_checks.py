@@ -32,7 +32,7 @@ def reference_encoder(reference: ReferenceConfig) -> tuple[Encoder, dict, int | 
                 backend.get_vocab(), EMBEDDED_CONTEXT)
     from transformers import AutoConfig, AutoTokenizer
 
-    from bolt_tasks.policy.model_files import gguf_file
+    from bolt_tasks.policy.model_files import gguf_file, gguf_parsed_once
     from bolt_tasks.policy.modeling import load_tokenizer
 
     gguf = gguf_file(reference.model)
@@ -41,8 +41,9 @@ def reference_encoder(reference: ReferenceConfig) -> tuple[Encoder, dict, int | 
             tokenizer = load_tokenizer(reference.model)
             config = AutoConfig.from_pretrained(reference.model)
         else:  # before its conversion: read both from the checkpoint itself
-            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-            config = AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            with gguf_parsed_once():
+                tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+                config = AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     except Exception as error:  # transformers raises many types for a missing or broken model
         raise BoltInputError(f"field 'reference.model': cannot load {reference.model!r} "
                              f"({type(error).__name__}: {error})") from None
