@@ -57,8 +57,8 @@ from bolt_tasks.stages.reference import train_reference  # noqa: E402
 from bolt_tasks.stages.weights import summarize_prompt_stats  # noqa: E402
 
 LOSS_TOLERANCE = {"cuda": 2e-2, "cpu": 1e-4}
-# A small round, GSM8K-free: the built-in task at the sizes of the README's first command,
-# with the sampler and training batches a GPU takes in one pass.
+# A small round of the built-in task: half the default round's training prompts with N = 16
+# samples each, as the GPU recipe draws, and its default 1,500-step reference.
 GPU_ROUND = {
     "pipeline": "gpu-round",
     "task": {"train_prompts": 512, "heldout_prompts": 256},

@@ -120,6 +120,7 @@ def test_sighup_ignored_by_nohup_stays_ignored(ignored):
     code = ("import signal\nfrom bolt_tasks.core.processes import stop_with_children_on_signals\n"
             "stop_with_children_on_signals()\nprint(signal.getsignal(signal.SIGHUP) is signal.SIG_IGN)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                          preexec_fn=(lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if ignored else None)
+                          # set either way: the test run itself may have been started under nohup
+                          preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN if ignored else signal.SIG_DFL))
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(ignored)
