@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 
 from bolt_tasks.policy.logprobs import LOGIT_BUDGET
+from bolt_tasks.policy.modeling import key_value_width
 
 ACTIVATION_MEMORY_SHARE = 0.5
 AUTOCAST_BYTES = 2
@@ -31,10 +32,7 @@ AUTOCAST_BYTES = 2
 
 def activation_bytes_per_token(config, checkpointing: bool) -> int:
     hidden, layers = config.hidden_size, config.num_hidden_layers
-    heads = config.num_attention_heads
-    head_dim = getattr(config, "head_dim", None) or hidden // heads
-    key_value = (getattr(config, "num_key_value_heads", None) or heads) * head_dim
-    layer = AUTOCAST_BYTES * (6 * hidden + 2 * key_value + 4 * config.intermediate_size)
+    layer = AUTOCAST_BYTES * (6 * hidden + 2 * key_value_width(config) + 4 * config.intermediate_size)
     if checkpointing:
         return layers * AUTOCAST_BYTES * hidden + layer
     return layers * layer

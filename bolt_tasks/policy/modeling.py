@@ -19,6 +19,14 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def key_value_width(config) -> int:
+    """Key-value heads x head size of a transformers config: one token's keys (or values) in a
+    layer, grouped-query attention included."""
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return (getattr(config, "num_key_value_heads", None) or heads) * head_dim
+
+
 def load_tokenizer(model_path: str | Path):
     tokenizer = AutoTokenizer.from_pretrained(str(model_path))
     if tokenizer.pad_token_id is None:

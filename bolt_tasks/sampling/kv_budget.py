@@ -12,16 +12,15 @@ On a CPU nothing is bounded.
 
 from __future__ import annotations
 
+from bolt_tasks.policy.modeling import key_value_width
+
 # The share of the card's memory the decode loop's KV cache may take; the weights, the logits
 # and the cache's growth by concatenation take the rest.
 KV_MEMORY_SHARE = 0.5
 
 
 def kv_bytes_per_position(config, element_size: int) -> int:
-    heads = getattr(config, "num_attention_heads")
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    return 2 * config.num_hidden_layers * kv_heads * head_dim * element_size
+    return 2 * config.num_hidden_layers * key_value_width(config) * element_size
 
 
 def largest_divisor_within(rows: int, limit: int) -> int:
