@@ -68,6 +68,7 @@ def experiment_target_match(
             )
             policy, train_log = fit_cached(train_task)(
                 rollouts, weights, reference, data.training, fit_dir.policy, fit_dir.table("train_log"),
+                data.execution,
             )
             fits.append(Fit(
                 scheme, beta,

@@ -18,7 +18,7 @@ from bolt_tasks.core.results import RoundOutputs, RoundRollouts, RoundSummary
 from bolt_tasks.core.storage import ModelRef, TableRef
 from bolt_tasks.core.tracking import run_failed_on_error
 from bolt_tasks.policy.train_stage import train_task
-from bolt_tasks.sampling.backends import sampling_gpus, with_resolved_backend
+from bolt_tasks.sampling.backends import shard_gpus, with_resolved_backend
 from bolt_tasks.sampling.sample_stage import sample_task
 from bolt_tasks.stages.comparison_stage import combine_task
 from bolt_tasks.stages.evaluation_stage import evaluate_task, sample_logprobs_task
@@ -93,7 +93,7 @@ def round_rollouts(
             dict(prompts=prompts, sampler=sampler, reference=reference, sampling=config.sampling,
                  task=config.task, round_index=config.round, out_path=path, shard=shard)
             for shard, path in zip(plan, shard_paths(round_dir, "rollouts", plan))
-        ], gpus=sampling_gpus(config.sampling))
+        ], gpus=shard_gpus(config.sampling))
         reward_parts = shards.map(cached(score_task), [
             dict(prompts=prompts, rollouts=part, task=config.task, out_path=path)
             for part, path in zip(rollout_parts, shard_paths(round_dir, "rewards", plan))
@@ -140,7 +140,7 @@ def _round_stages(
         )
         policy, train_log = cached(train_task)(
             scored.rollouts, weights, scored.sampler, config.training, round_dir.policy,
-            round_dir.table("train_log"),
+            round_dir.table("train_log"), config.execution,
         )
         cached(log_training_curve_task)(runs, run_id, train_log)
         plan = prompt_shards(scored.prompts, "heldout", config.sampling, config.evaluation.batch_size,
@@ -157,7 +157,7 @@ def _round_stages(
                 for shard, out_path, samples_path in zip(
                     plan, shard_paths(round_dir, f"{name}_eval", plan),
                     shard_paths(round_dir, f"{name}_samples", plan))
-            ], gpus=sampling_gpus(config.sampling))
+            ], gpus=shard_gpus(config.sampling))
             evaluations[name] = gathered(parts, (f"{name}_eval", f"{name}_samples"), round_dir)
     (reference_eval, reference_samples), (policy_eval, _) = evaluations["reference"], evaluations["policy"]
     policy_logprobs = cached(sample_logprobs_task)(

@@ -1,17 +1,15 @@
-"""Past one process: prompt shards write the rows one pass writes, on this process or a real
-local Ray cluster (a worker killed mid-shard included), and refreshed rounds run their shards on
-Ray and their training in torchrun's processes."""
+"""Past one process: prompt shards write the rows one pass writes, on this process, in worker
+processes or on a real local Ray cluster (a worker killed mid-shard included). Refreshed rounds
+on a two-node Ray cluster, training there too: tests/test_ray_cluster.py."""
 
 import signal
 import time
 
-import mlflow
 import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from bolt_tasks.core.catalogue import RunsDirectory
 from cli_runs import bolt, session_processes
 from same_rows import assert_same_rows
 
@@ -105,27 +103,6 @@ def test_three_shards_on_ray_write_the_rows_of_one_even_when_a_worker_is_killed(
     assert_same_tables(round_tables(tmp_path / "runs"), one_shard)
     time.sleep(1)
     assert session_processes(process.pid) == []
-
-
-@pytest.mark.slow
-@pytest.mark.usefixtures("shared_prefect_server")
-def test_refresh_on_ray_with_torchrun_training(tmp_path):
-    result = bolt("refresh", "--runs-dir", str(tmp_path), "--until-round", "1", *TINY, "--shards", "3",
-                  "--executor", "ray", "--set", "training.launcher=torchrun",
-                  "--set", "training.nproc_per_node=2")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "torchrun:" in result.stdout + result.stderr
-    client = mlflow.MlflowClient(RunsDirectory.at(tmp_path).tracking_uri())
-    experiment = client.get_experiment_by_name("bolt-tiny-refresh").experiment_id
-    rounds = [r for r in client.search_runs([experiment]) if "bolt.round" in r.data.tags]
-    assert sorted(r.data.tags["bolt.round"] for r in rounds) == ["0", "1"]
-    for run in rounds:
-        params = run.data.params
-        assert params["execution.executor"] == "ray"
-        assert params["sampling.shards"] == "3"
-        assert params["training.launcher"] == "torchrun" and params["training.nproc_per_node"] == "2"
-    for index in (0, 1):
-        assert (tmp_path / "tiny-refresh" / f"round-{index}" / "policy" / "model.safetensors").is_file()
 
 
 @pytest.mark.slow

@@ -85,10 +85,24 @@ def test_sampling_passes_equal_separate_calls(tiny_model_dir):
 
 
 def test_scale_out_settings_are_checked():
-    with pytest.raises(BoltInputError, match="rdzv_endpoint"):
+    with pytest.raises(BoltInputError, match="training.launcher=ray and training.workers"):
         validate_round_config({"training": {"launcher": "torchrun", "nnodes": 2}})
+    with pytest.raises(BoltInputError, match="training.launcher=ray and training.workers"):
+        validate_round_config({"training": {"rdzv_endpoint": "head:29500"}})
+    # saved configurations of the old single-node defaults still load
+    assert validate_round_config({"training": {"nnodes": 1, "rdzv_endpoint": None}}).training.workers == 1
     with pytest.raises(BoltInputError, match="launcher=torchrun"):
         validate_round_config({"training": {"nproc_per_node": 2}})
+    with pytest.raises(BoltInputError, match="launcher=ray"):
+        validate_round_config({"training": {"workers": 2}})
+    with pytest.raises(BoltInputError, match="set execution.executor=ray"):
+        validate_round_config({"training": {"launcher": "ray", "workers": 2}})
+    with pytest.raises(BoltInputError, match="below the 4 training processes"):
+        validate_round_config({"training": {"launcher": "ray", "workers": 4, "batch_size": 3},
+                               "execution": {"executor": "ray"}})
+    ray_training = validate_round_config({"training": {"launcher": "ray", "workers": 4},
+                                          "execution": {"executor": "ray"}})
+    assert ray_training.training.processes == 4 and ray_training.execution.training_placement == "pack"
     with pytest.raises(BoltInputError, match="lora"):
         validate_round_config({"training": {"launcher": "torchrun", "parallelism": "fsdp",
                                             "lora": {"rank": 4}}})

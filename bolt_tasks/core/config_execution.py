@@ -1,4 +1,5 @@
-"""Where a round's work runs: in this process, or its shards on a Ray cluster (configuration)."""
+"""Where a round's work runs: in this process, or its shards and training ranks on a Ray cluster
+(configuration)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from bolt_tasks.core.config_task import _Frozen
 
 
 class ExecutionConfig(_Frozen):
-    """Who runs the sharded stages (sampling, scoring, held-out evaluation). The results do not
-    depend on it, so it is no part of any stage's cache key."""
+    """Who runs the sharded stages (sampling, scoring, held-out evaluation) and what Ray tasks and
+    training workers ask of the cluster. The results do not depend on it, so it is no part of any
+    stage's cache key."""
 
     executor: Literal["local", "processes", "ray"] = Field(
         "local",
@@ -34,8 +36,21 @@ class ExecutionConfig(_Frozen):
     cpus_per_shard: float = Field(1.0, gt=0, description="CPUs a Ray shard task asks for.")
     gpus_per_shard: float | None = Field(
         None, ge=0,
-        description="GPUs a Ray shard task asks for. Empty: sampling.tensor_parallel_size when "
-        "this machine has a GPU, else 0.",
+        description="GPUs a Ray shard task of a GPU stage (sampling, held-out evaluation) asks for; "
+        "scoring shards ask for CPUs only. Empty: when the Ray cluster has GPUs, "
+        "sampling.tensor_parallel_size for vLLM and 1 for transformers; else 0.",
+    )
+    training_cpus_per_worker: float = Field(
+        1.0, gt=0, description="training.launcher=ray: CPUs each training worker asks for.")
+    training_gpus_per_worker: float | None = Field(
+        None, ge=0,
+        description="training.launcher=ray: GPUs each training worker asks for. Empty: 1 when the "
+        "Ray cluster has GPUs (the ranks talk over NCCL), else 0 (gloo).",
+    )
+    training_placement: Literal["pack", "spread"] = Field(
+        "pack",
+        description="training.launcher=ray: pack the workers onto as few nodes as hold them (less "
+        "traffic between nodes), or spread them over as many nodes as possible.",
     )
     shard_retries: int = Field(
         2, ge=0,

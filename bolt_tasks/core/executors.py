@@ -24,7 +24,8 @@ from bolt_tasks.core.storage import write_text_atomic
 
 
 class LocalShards:
-    """Shards run in turn, in this process."""
+    """Shards run in turn, in this process. Every executor's map takes `gpus`, what one shard of
+    the stage uses on a GPU machine (0 for a CPU stage such as scoring)."""
 
     def map(self, task, calls: list[dict], gpus: float = 0) -> list:
         return [task(**call) for call in calls]
@@ -41,10 +42,26 @@ class RayShards:
         from prefect_ray.context import remote_options
 
         options = {"num_cpus": self.execution.cpus_per_shard, "max_retries": self.execution.shard_retries}
-        gpus = self.execution.gpus_per_shard if self.execution.gpus_per_shard is not None else gpus
-        with remote_options(**options, num_gpus=gpus):
+        with remote_options(**options, num_gpus=self.gpus_asked(gpus)):
             futures = [self.runner.submit(task, parameters=call) for call in calls]
         return [future.result() for future in futures]
+
+    def gpus_asked(self, gpus: float) -> float:
+        """A CPU stage asks for no GPU; a GPU stage for execution.gpus_per_shard, else for what
+        its shard uses when the cluster has GPUs (the cluster's, not this machine's: a head node
+        often has none)."""
+        if gpus == 0:
+            return 0
+        if self.execution.gpus_per_shard is not None:
+            return self.execution.gpus_per_shard
+        return gpus if cluster_gpus() > 0 else 0
+
+
+def cluster_gpus() -> float:
+    """GPUs of the Ray cluster this process is connected to."""
+    import ray
+
+    return ray.cluster_resources().get("GPU", 0)
 
 
 def ray_init_options(execution: ExecutionConfig) -> dict:

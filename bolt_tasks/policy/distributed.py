@@ -1,5 +1,6 @@
-"""One training process under torchrun: `python -m torch.distributed.run ... -m
-bolt_tasks.policy.distributed JOB.json` (policy/torchrun.py writes the job and starts it).
+"""One training process of a distributed fit: under torchrun (`python -m torch.distributed.run ...
+-m bolt_tasks.policy.distributed JOB.json`, policy/torchrun.py writes the job and starts it) or
+as a Ray Train worker (policy/ray_training.py), which sets up the process group itself.
 
 Each process loads the start model, wraps it (DDP, or FSDP2 fully_shard with its parameters,
 gradients and optimizer state sharded), fits its slice of every batch (training.fit), and the
@@ -82,30 +83,37 @@ def full_state_dict(wrapped, training: TrainingConfig) -> dict:
     return {name.removeprefix("policy."): value for name, value in state.items()}
 
 
-def run(job: dict) -> None:
+def fit_and_save(job: dict, device: torch.device) -> None:
+    """This rank's part of the fit, in the default process group; rank 0 saves the policy and the
+    loss log."""
     training = TrainingConfig.model_validate(job["training"])
+    model, tokenizer = prepare_model(job["start_model"], training, device)
+    examples = weighted_examples(pq.read_table(job["rollouts"]), pq.read_table(job["weights"]))
+    model = wrap(model, training, device)
+    log = fit(model, tokenizer.pad_token_id, examples, training, ProcessGroupReplicas(device))
+    state = full_state_dict(model, training)
+    if dist.get_rank() == 0:
+        if training.parallelism == "ddp":
+            policy = model.module.policy
+        else:  # the consolidated parameters, in an unsharded copy of the start model
+            policy = prepare_model(job["start_model"], training, torch.device("cpu"))[0]
+            policy.load_state_dict(state)
+        policy = finished_model(policy, training.checkpoint_dtype)
+        check_finite(policy)
+        save_policy_atomic(policy, tokenizer, job["out_dir"])
+        TRAIN_LOG.write(pa.table(log, schema=TRAIN_LOG.schema), job["log_path"])
+    dist.barrier()
+
+
+def run(job: dict) -> None:
+    """A torchrun process: the process group from torchrun's environment, then the fit."""
     on_gpu = torch.cuda.is_available()
     dist.init_process_group("nccl" if on_gpu else "gloo")
     device = torch.device("cuda", int(os.environ["LOCAL_RANK"])) if on_gpu else torch.device("cpu")
     if on_gpu:
         torch.cuda.set_device(device)
     try:
-        model, tokenizer = prepare_model(job["start_model"], training, device)
-        examples = weighted_examples(pq.read_table(job["rollouts"]), pq.read_table(job["weights"]))
-        model = wrap(model, training, device)
-        log = fit(model, tokenizer.pad_token_id, examples, training, ProcessGroupReplicas(device))
-        state = full_state_dict(model, training)
-        if dist.get_rank() == 0:
-            if training.parallelism == "ddp":
-                policy = model.module.policy
-            else:  # the consolidated parameters, in an unsharded copy of the start model
-                policy = prepare_model(job["start_model"], training, torch.device("cpu"))[0]
-                policy.load_state_dict(state)
-            policy = finished_model(policy, training.checkpoint_dtype)
-            check_finite(policy)
-            save_policy_atomic(policy, tokenizer, job["out_dir"])
-            TRAIN_LOG.write(pa.table(log, schema=TRAIN_LOG.schema), job["log_path"])
-        dist.barrier()
+        fit_and_save(job, device)
     finally:
         dist.destroy_process_group()
 

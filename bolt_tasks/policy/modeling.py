@@ -64,3 +64,12 @@ def save_policy_atomic(model, tokenizer, out_dir: str | Path) -> None:
             file.chmod(FILE_MODE)
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(temp, out_dir)
+
+
+def discard_fit(out_dir: str | Path, log_path: str | Path) -> None:
+    """A failed distributed fit's outputs, whole or partial (rank 0 may have saved before another
+    rank failed), are not the stage's: remove them, so nothing of it is left for a later stage."""
+    out_dir = Path(out_dir)
+    for directory in (out_dir, out_dir.with_name(f".{out_dir.name}.tmp")):
+        shutil.rmtree(directory, ignore_errors=True)
+    Path(log_path).unlink(missing_ok=True)

@@ -9,7 +9,6 @@ dies outright, the kernel stops torchrun (die_with_parent), whose agent stops it
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -24,6 +23,7 @@ from bolt_tasks.core.processes import GRACE_SECONDS, die_with_parent
 from bolt_tasks.core.progress import run_logger
 from bolt_tasks.core.storage import write_text_atomic
 from bolt_tasks.policy import distributed
+from bolt_tasks.policy.modeling import discard_fit
 
 
 class TrainingProcessesFailed(RuntimeError):
@@ -31,17 +31,9 @@ class TrainingProcessesFailed(RuntimeError):
 
 
 def torchrun_command(training: TrainingConfig, job_path: Path) -> list[str]:
-    """torchrun's command line: one node by itself (--standalone), or a rendezvous that the
-    same command on every node joins."""
-    command = [sys.executable, "-m", "torch.distributed.run",
-               f"--nproc-per-node={training.nproc_per_node}", f"--nnodes={training.nnodes}",
-               "--max-restarts=0"]
-    if training.nnodes == 1 and not training.rdzv_endpoint:
-        command.append("--standalone")
-    else:
-        command += ["--rdzv-backend=c10d", f"--rdzv-endpoint={training.rdzv_endpoint}",
-                    f"--rdzv-id=bolt-{hashlib.blake2b(str(job_path).encode(), digest_size=6).hexdigest()}"]
-    return command + ["-m", distributed.__name__, str(job_path)]
+    """torchrun's command line: this machine by itself (--standalone)."""
+    return [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={training.nproc_per_node}",
+            "--nnodes=1", "--max-restarts=0", "--standalone", "-m", distributed.__name__, str(job_path)]
 
 
 def stop_group(process: subprocess.Popen) -> None:
@@ -60,17 +52,14 @@ def stop_group(process: subprocess.Popen) -> None:
 
 def train_with_torchrun(rollouts_path: str, weights_path: str, start_model: str,
                         training: TrainingConfig, out_dir: str, log_path: str) -> None:
-    """Fit in training.nproc_per_node x training.nnodes processes; rank 0 saves the policy to
-    out_dir and the loss log to log_path."""
+    """Fit in training.nproc_per_node processes; rank 0 saves the policy to out_dir and the loss
+    log to log_path."""
     job_path = Path(out_dir).with_name("torchrun-job.json")
     job = {"rollouts": rollouts_path, "weights": weights_path, "start_model": start_model,
            "training": training.model_dump(mode="json"), "out_dir": out_dir, "log_path": log_path}
     write_text_atomic(json.dumps(job, indent=1), job_path)
     command = torchrun_command(training, job_path)
     logger = run_logger()
-    if training.nnodes > 1:
-        logger.info("training on %d nodes: on each other node run, with its --node-rank: %s",
-                    training.nnodes, " ".join(command))
     environment = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=os.environ.get(
         "OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // training.nproc_per_node))))
     tail: deque[str] = deque(maxlen=40)
@@ -85,8 +74,8 @@ def train_with_torchrun(rollouts_path: str, weights_path: str, start_model: str,
     finally:
         stop_group(process)
     if code != 0:
+        discard_fit(out_dir, log_path)
         raise TrainingProcessesFailed(
-            f"torchrun ({training.nproc_per_node} processes x {training.nnodes} nodes, "
-            f"{training.parallelism}) failed with exit code {code} after "
+            f"torchrun ({training.nproc_per_node} processes, {training.parallelism}) failed with exit code {code} after "
             f"{time.perf_counter() - started:.0f} s; nothing was saved to {out_dir}; its last "
             "output:\n" + "\n".join(tail))

@@ -219,9 +219,7 @@ def sampler_for(sampling: SamplingConfig) -> Sampler:
     return SAMPLERS[resolve_backend(sampling).backend]
 
 
-def sampling_gpus(sampling: SamplingConfig) -> float:
-    """GPUs one sampling shard needs on this kind of machine: the vLLM engine's tensor-parallel
-    size, one for the transformers sampler, none without a GPU."""
-    if not torch.cuda.is_available():
-        return 0
+def shard_gpus(sampling: SamplingConfig) -> float:
+    """GPUs one sampling shard uses where it runs on GPUs: the vLLM engine's tensor-parallel size,
+    one for the transformers sampler."""
     return sampling.tensor_parallel_size if sampling.backend == "vllm" else 1

@@ -1,0 +1,185 @@
+"""A real two-node Ray cluster on this machine: a head and a second node, each started with
+`ray start` (two raylets, one CPU slot each), token authentication on as `ray start` sets it up.
+A refresh runs on it start to end with its training ranks as Ray Train workers on both nodes and
+fits the one-process policy; a training worker SIGKILLed mid-fit fails the round with one
+sentence naming the rank and its node, leaves no policy or loss log, and the rerun writes the
+clean run's tables. No mocks: the cluster, Prefect and the fit are the real ones."""
+
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import pyarrow.parquet as pq
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from bolt_tasks.core.catalogue import RunsDirectory
+from bolt_tasks.core.config import TrainingConfig
+from bolt_tasks.policy.training import train_policy
+from cli_runs import bolt
+from test_scale_out import TINY, assert_same_tables, round_tables
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("shared_prefect_server")]
+
+RAY = str(Path(sys.executable).with_name("ray"))
+PLACED = re.compile(r"weighted SFT ran on Ray: (.*)")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def cluster_processes(temp_dir: Path) -> list[psutil.Process]:
+    """The cluster's daemons (their command lines name its temp dir) and every process they
+    started (the workers rename themselves `ray::...`)."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if any(str(temp_dir) in part for part in process.cmdline()):
+                found += [process, *process.children(recursive=True)]
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+@pytest.fixture(scope="module")
+def two_nodes():
+    """(address, environment) of a head and a second node, separate raylets with a CPU each."""
+    temp_dir = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's socket paths
+    token = temp_dir / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    environment = os.environ | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token),
+                                "RAY_USAGE_STATS_ENABLED": "0"}
+    address = f"127.0.0.1:{free_port()}"
+    common = ["--num-cpus=1", "--num-gpus=0", "--node-ip-address=127.0.0.1", f"--temp-dir={temp_dir}",
+              "--disable-usage-stats"]
+    try:
+        for command in ([RAY, "start", "--head", f"--port={address.split(':')[1]}", "--include-dashboard=false",
+                         *common], [RAY, "start", f"--address={address}", *common]):
+            started = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=120)
+            assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
+        yield address, environment
+    finally:
+        processes = cluster_processes(temp_dir)
+        for process in processes:
+            try:
+                process.send_signal(signal.SIGTERM)
+            except psutil.NoSuchProcess:
+                continue
+        _, alive = psutil.wait_procs(processes, timeout=3)
+        for process in alive:
+            process.kill()
+
+
+def on_ray(address: str) -> list[str]:
+    return ["--executor", "ray", "--ray-address", address, "--set", "training.launcher=ray",
+            "--set", "training.workers=2"]
+
+
+def placements(output: str) -> list[dict[int, str]]:
+    """Per fit, the node id each rank reported: {rank: node}."""
+    return [{int(rank): node for rank, node in re.findall(r"rank (\d+) on node (\w+)", line)}
+            for line in PLACED.findall(output)]
+
+
+@pytest.fixture(scope="module")
+def clean_refresh(two_nodes, tmp_path_factory):
+    """Two refreshed rounds on the two-node cluster, training on Ray: (runs directory, output)."""
+    address, environment = two_nodes
+    runs = tmp_path_factory.mktemp("clean") / "runs"
+    result = bolt("refresh", "--runs-dir", str(runs), "--until-round", "1", *TINY, "--shards", "2",
+                  *on_ray(address), env=environment)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    return runs, output
+
+
+def test_a_refresh_trains_on_both_nodes_and_fits_the_one_process_policy(clean_refresh):
+    runs, output = clean_refresh
+    assert "Using Ray cluster with 2 nodes" in output
+    fits = placements(output)
+    print("training ranks per round, by node:", fits)
+    assert len(fits) == 2  # rounds 0 and 1
+    for ranks in fits:
+        assert sorted(ranks) == [0, 1] and len(set(ranks.values())) == 2  # one rank on each node
+    assert "on each other node" not in output  # nobody is asked to start anything by hand
+
+    client_runs = RunsDirectory.at(runs)
+    import mlflow
+
+    client = mlflow.MlflowClient(client_runs.tracking_uri())
+    experiment = client.get_experiment_by_name("bolt-tiny-refresh").experiment_id
+    rounds = [r for r in client.search_runs([experiment]) if "bolt.round" in r.data.tags]
+    assert sorted(r.data.tags["bolt.round"] for r in rounds) == ["0", "1"]
+    for run in rounds:
+        assert run.data.params["execution.executor"] == "ray"
+        assert run.data.params["training.launcher"] == "ray" and run.data.params["training.workers"] == "2"
+
+    # the same fit in one process, from the same start model, rollouts and weights
+    round_dir = runs / "tiny-refresh" / "round-0"
+    rollouts = pq.read_table(round_dir / "rollouts.parquet")
+    start_model = rollouts["sampler_model"][0].as_py()
+    settings = TrainingConfig(batch_size=16)
+    train_policy(rollouts, pq.read_table(round_dir / "weights.parquet"), start_model, settings,
+                 runs.parent / "inline", runs.parent / "inline.parquet")
+    inline = load_file(runs.parent / "inline" / "model.safetensors")
+    on_two_nodes = load_file(round_dir / "policy" / "model.safetensors")
+    start = load_file(Path(start_model) / "model.safetensors")
+    moved = max((inline[name] - start[name]).abs().max().item() for name in inline)
+    difference = max((inline[name] - on_two_nodes[name]).abs().max().item() for name in inline)
+    print(f"two Ray Train workers on two nodes vs one process: largest parameter difference "
+          f"{difference:.2e} (the fit moved parameters by up to {moved:.2e})")
+    assert moved > 3e-4 and difference < 1e-5
+    losses = pq.read_table(round_dir / "train_log.parquet")["loss"].to_numpy()
+    inline_losses = pq.read_table(runs.parent / "inline.parquet")["loss"].to_numpy()
+    assert len(losses) == len(inline_losses) > 0
+    assert abs(losses - inline_losses).max() < 1e-4
+    assert torch.isfinite(torch.tensor(losses)).all()
+
+
+def test_a_training_worker_killed_mid_fit_fails_in_one_sentence_and_the_rerun_writes_the_clean_tables(
+        two_nodes, clean_refresh, tmp_path):
+    address, environment = two_nodes
+    runs = tmp_path / "runs"
+    command = ["refresh", "--runs-dir", str(runs), "--until-round", "0", *TINY, "--shards", "2",
+               *on_ray(address)]
+    round_dir = runs / "tiny-refresh" / "round-0"
+    placed = round_dir / "ray-train" / "ranks" / "rank-1.json"
+    with open(tmp_path / "log", "w") as log:
+        process = bolt(*command, log=log, env=environment)
+        killed = None
+        while process.poll() is None and killed is None:
+            if placed.is_file():  # rank 1 is up and about to fit (it writes this first)
+                time.sleep(0.5)
+                killed = json.loads(placed.read_text())
+                os.kill(killed["pid"], signal.SIGKILL)
+            time.sleep(0.05)
+        code = process.wait(600)
+    output = (tmp_path / "log").read_text()
+    assert killed is not None and code == 1, output[-4000:]
+    sentence = (f"the process of rank 1 of 2 on node {killed['node_id'][:12]} ({killed['node_ip']}, host "
+                f"{killed['host']}, pid {killed['pid']}) died (killed, out of memory or crashed), and "
+                f"the other 1 rank(s) stopped with it; nothing was saved to {round_dir / 'policy'}")
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: TrainingWorkersFailed: weighted SFT on Ray failed: {sentence}, and a "
+                      "rerun fits again (bolt --debug ... shows the traceback)"]
+    left = sorted(path.name for path in round_dir.iterdir())
+    assert "policy" not in left and ".policy.tmp" not in left and "ray-train" not in left
+    assert not [name for name in left if name.endswith("eval.parquet") or name == "train_log.parquet"]
+
+    rerun = bolt(*command, env=environment)
+    assert rerun.returncode == 0, (rerun.stdout + rerun.stderr)[-4000:]
+    clean_runs, _ = clean_refresh
+    assert_same_tables(round_tables(runs, "tiny-refresh"), round_tables(clean_runs, "tiny-refresh"))
