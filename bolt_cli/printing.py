@@ -36,7 +36,8 @@ def print_summary(summary: RoundSummary, seconds: float) -> None:
     console.print(table)
     console.print(
         f"gain {100 * s.accuracy_gain:+.1f} points (SE {_number(s.accuracy_gain_se, 2, 100)}); "
-        f"training prompts: mean ESS/N {s.mean_ess_fraction:.3f}, coverage {s.coverage:.3f}",
+        f"training prompts: mean ESS/N {s.mean_ess_fraction:.3f}, coverage {s.coverage:.3f}, "
+        f"informative {s.informative_share:.3f}",
         markup=False,
     )
     console.print(

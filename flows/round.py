@@ -37,8 +37,9 @@ from bolt_tasks.stages.round_tracking import (
 )
 from bolt_tasks.stages.summary import summarize_task
 from bolt_tasks.stages.verifiers_stage import score_task
-from bolt_tasks.stages.weights_stage import weights_task
+from bolt_tasks.stages.weights_stage import information_task, weights_task
 from flows.bootstrap import reference_policy
+from flows.replay import replayed_weights, replays
 from flows.sharding import gathered, prompt_shards, shard_paths
 
 
@@ -134,12 +135,19 @@ def _round_stages(
 
     with ShardRunners(config.execution, runs.root, config.sampling.tensor_parallel_size) if shards is None else nullcontext(shards) as shards:
         scored = round_rollouts(config, runs, prompts, reference, sampler, shards)
-        weights, prompt_stats = cached(weights_task)(
-            scored.rollouts, scored.rewards, config.weighting, round_dir.table("weights"),
-            round_dir.table("prompt_stats"),
-        )
+        replay = ()
+        if replays(config):
+            replay, weights, prompt_stats = replayed_weights(config, runs, round_dir, scored, cached)
+            fit_rollouts = replay[0]
+        else:
+            fit_rollouts = scored.rollouts
+            weights, prompt_stats = cached(weights_task)(
+                scored.rollouts, scored.rewards, config.weighting, round_dir.table("weights"),
+                round_dir.table("prompt_stats"),
+            )
+        information_task(prompt_stats, config.weighting)
         policy, train_log = cached(train_task)(
-            scored.rollouts, weights, scored.sampler, config.training, round_dir.policy,
+            fit_rollouts, weights, scored.sampler, config.training, round_dir.policy,
             round_dir.table("train_log"), config.execution,
         )
         cached(log_training_curve_task)(runs, run_id, train_log)
@@ -169,7 +177,7 @@ def _round_stages(
         round_dir.table("eval"),
     )
     outputs = RoundOutputs(scored, weights, prompt_stats, policy, train_log, reference_eval,
-                           policy_eval, policy_logprobs, evaluation)
+                           policy_eval, policy_logprobs, evaluation, replay)
     summary = cached(summarize_task)(config, outputs, round_dir)
     cached(log_round_task)(config, summary, runs, run_id)
     summary = summary.model_copy(update={"mlflow_run_id": run_id, "tracking_uri": runs.tracking_uri()})

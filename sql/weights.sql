@@ -3,6 +3,13 @@
 --   prompt:  log w_i = s_i - logsumexp_{j in x}(s_j) + log N_x   (weights average 1 per prompt)
 --   global:  log w_i = s_i - logsumexp_all(s_j) + log N_total    (weights average 1 overall)
 --   none:    log w_i = s_i
+-- Zero-information groups: a prompt whose log-weights are all equal (every reward alike, sampled
+-- from pi_ref) adds only SFT on the sampler's own samples, a gradient of expectation zero at
+-- the start of the fit. It is kept with probability $keep and, when kept, weighted 1/$keep,
+-- so the expected loss is the full table's ($keep = 1 keeps every row with the same bits;
+-- $keep = 0 drops them all, which is biased). The draw is u(x) = the first 52 bits of
+-- md5('$keep_seed:' || prompt_id) over 2^52, kept when u(x) < $keep.
+-- Parameters: $keep in [0, 1], $keep_seed.
 -- Tables used: tilted. One row per (prompt_id, sample_idx).
 --
 -- Sums are exact_sum() (sql/exact_sum_macro.sql; docs/DESIGN.md, "Exact sums"): every term
@@ -47,7 +54,30 @@ normalised AS (
     CROSS JOIN totals
     JOIN prompt_maxima USING (prompt_id)
     LEFT JOIN prompt_sums USING (prompt_id)
+),
+prompt_groups AS (
+    SELECT
+        prompt_id,
+        max(log_weight) = min(log_weight) AS zero_information,
+        CAST(('0x' || substr(md5(CAST($keep_seed AS VARCHAR) || ':' || prompt_id), 1, 13)) AS BIGINT)
+            / 4503599627370496.0 AS keep_draw
+    FROM normalised
+    GROUP BY prompt_id
+),
+subsampled AS (
+    SELECT
+        normalised.*,
+        NOT zero_information OR keep_draw < CAST($keep AS DOUBLE) AS kept,
+        zero_information AND CAST($keep AS DOUBLE) < 1 AS reweighted
+    FROM normalised JOIN prompt_groups USING (prompt_id)
+),
+final AS (
+    SELECT
+        prompt_id, sample_idx, reward, kept,
+        CASE WHEN kept AND reweighted THEN log_weight - ln(CAST($keep AS DOUBLE)) ELSE log_weight END
+            AS log_weight
+    FROM subsampled
 )
-SELECT prompt_id, sample_idx, reward, log_weight, exp(log_weight) AS weight
-FROM normalised
+SELECT prompt_id, sample_idx, reward, log_weight, exp(log_weight) AS weight, kept
+FROM final
 ORDER BY prompt_id, sample_idx;

@@ -14,9 +14,12 @@ from cli_runs import bolt, finished_states
 
 pytestmark = pytest.mark.usefixtures("no_process_left", "shared_prefect_server")
 
+# A policy of 40 bootstrap steps is rarely right: these rounds train even with nothing to learn
+# (the test of that stop sets it back).
 TINY = ["--set", "reference.steps=40", "--set", "reference.batch_size=32", "--train-prompts", "16",
         "--set", "task.heldout_prompts=8", "--set", "evaluation.samples_per_prompt=8",
-        "--samples-per-prompt", "4", "--set", "training.batch_size=16"]
+        "--samples-per-prompt", "4", "--set", "training.batch_size=16",
+        "--set", "weighting.train_without_information=true"]
 VERIFIERS = '''
 import time
 
@@ -28,6 +31,9 @@ def explode(prompt, answer, response, finish_reason):
 
 def exact(prompt, answer, response, finish_reason):
     return float(finish_reason == "stop" and response == answer)
+
+def nothing(prompt, answer, response, finish_reason):
+    return 0.0
 '''
 
 
@@ -70,6 +76,25 @@ def test_a_verifier_that_never_answers_is_stopped_by_its_time_limit(tmp_path):
     client = mlflow.MlflowClient(RunsDirectory.at(tmp_path / "runs").tracking_uri())
     [run] = client.search_runs([client.get_experiment_by_name("bolt-default").experiment_id])
     assert run.info.status == "FAILED" and run.data.params["task.verifier"] == "user_verifiers:hang"
+
+
+@pytest.mark.slow
+def test_a_round_with_nothing_to_learn_stops_after_scoring_before_training(tmp_path):
+    """No response rewarded: one sentence with the shares and coverage 0.000, exit 1; the
+    samples, rewards and weights are kept, nothing is trained or evaluated."""
+    result = run_bolt(tmp_path, "--set", "task.verifier=user_verifiers:nothing",
+                      "--set", "weighting.train_without_information=false")
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr
+    assert error_line(result).startswith(
+        "error: NothingToLearn: nothing to learn: 0.0% of the 16 training prompts have unequal "
+        "rewards, 0.0% of the responses are rewarded and the coverage is 0.000, so the round stops "
+        "before training (its samples and rewards are kept); try more new tokens")
+    round_dir = tmp_path / "runs" / "default" / "round-0"
+    left = {path.name for path in round_dir.iterdir()}
+    assert {"rollouts.parquet", "rewards.parquet", "weights.parquet", "prompt_stats.parquet"} <= left
+    assert not left & {"policy", "train_log.parquet", "reference_eval.parquet", "eval.parquet"}
+    stats = pq.read_table(round_dir / "prompt_stats.parquet")
+    assert not any(stats["covered"].to_pylist()) and not any(stats["informative"].to_pylist())
 
 
 def _first_prompt(round_dir: Path) -> str:

@@ -120,7 +120,32 @@ class WeightingConfig(_Frozen):
     success_threshold: float | None = Field(
         None,
         description="Reward at or above which a response counts as a success for coverage. "
-        "Empty: the top reward seen in the rollouts (1 for 0/1 rewards).",
+        "Empty: the top reward seen in the rollouts if it is above 0 (1 for 0/1 rewards); "
+        "where nothing is rewarded, nothing is a success.",
+    )
+    zero_information_keep: float = Field(
+        1.0, ge=0, le=1,
+        description="rho: a prompt whose weights are all equal (every reward alike, sampled from "
+        "pi_ref) adds only SFT on the sampler's own samples; it is trained on with probability "
+        "rho, weighted 1/rho, so the expected loss is unchanged and the fit costs less. 1: every "
+        "prompt, today's bits. 0: none of them, which is biased (the fit no longer anchors those "
+        "prompts to the sampler).",
+    )
+    zero_information_seed: int = Field(0, description="Seed of the zero-information draw (rho < 1).")
+    replay_rounds: int = Field(
+        0, ge=0,
+        description="bolt scheme, refreshed round k: also train on the samples of the R rounds "
+        "before it (same prompts), scored under every sampler of the pool and weighted by "
+        "multiple importance sampling (the balance heuristic), toward the same target as a fresh "
+        "round. 0: the round's own samples only.",
+    )
+    min_informative_share: float = Field(
+        0.0, ge=0, le=1,
+        description="A round in which the share of training prompts with unequal weights is 0 or "
+        "below this stops after scoring, before training, saying what to try.",
+    )
+    train_without_information: bool = Field(
+        False, description="Train even when the round has nothing to learn (min_informative_share).",
     )
     rft_threshold: float = Field(
         1.0, description="rft scheme only: keep responses with reward >= this, drop the rest."

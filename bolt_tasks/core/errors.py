@@ -7,3 +7,8 @@ class BoltInputError(ValueError):
 
 class NonFiniteError(RuntimeError):
     """A weight, loss or parameter is NaN or infinite: the stage stops before saving anything."""
+
+
+class NothingToLearn(RuntimeError):
+    """The round's scored rollouts carry no information to fit: it stops after scoring, before
+    training, and says what to try."""

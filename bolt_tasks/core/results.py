@@ -38,6 +38,7 @@ class RoundOutputs:
     policy_eval: TableRef
     policy_logprobs: TableRef
     eval: TableRef
+    replay: tuple[TableRef, ...] = ()  # a replaying round's pool and its log-probs (flows/replay.py)
 
 
 class _Record(BaseModel):
@@ -55,6 +56,7 @@ class StageSeconds(_Record):
     weights: float
     training: float
     evaluation: float
+    replay: float = 0.0  # pooling earlier rounds' samples and scoring them under every sampler
 
 
 class HeldoutFigures(_Record):
@@ -99,6 +101,8 @@ class TrainingDataFigures(_Record):
     mean_ess_fraction: float
     share_ess_fraction_below_0_1: float
     coverage: float
+    rewarded_share: float  # training responses rewarded above 0
+    informative_share: float  # training prompts whose weights are not all equal
     mean_target_success: float | None  # None when no prompt has a weighted success (rft)
     mean_support_price: float
     mean_distinct_responses: float

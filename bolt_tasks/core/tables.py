@@ -80,11 +80,14 @@ REWARDS = _spec("rewards", KEY + [
     ("reward", DOUBLE), ("verifier", STRING), ("error", STRING)],
     "the verifier's reward of each rollout, and its error if it failed", view="rewards", mlflow=True)
 WEIGHTS = _spec("weights", KEY + [
-    ("reward", DOUBLE), ("log_weight", DOUBLE), ("weight", DOUBLE)],
-    "the weighting scheme's weight of each rollout (sql/weights.sql)", view="weights", mlflow=True)
+    ("reward", DOUBLE), ("log_weight", DOUBLE), ("weight", DOUBLE), ("kept", BOOL)],
+    "the weighting scheme's weight of each rollout, and whether it is trained on (a "
+    "zero-information group's rows are kept with probability weighting.zero_information_keep; "
+    "sql/weights.sql)", view="weights", mlflow=True)
 PROMPT_STATS = _spec("prompt_stats", [
     ("prompt_id", STRING), ("n", INT64), ("mean_reward", DOUBLE), ("log_z", DOUBLE), ("ess", DOUBLE),
-    ("ess_fraction", DOUBLE), ("covered", BOOL), ("target_success", DOUBLE),
+    ("ess_fraction", DOUBLE), ("covered", BOOL), ("rewarded", INT64), ("informative", BOOL),
+    ("target_success", DOUBLE),
     ("distinct_responses", INT64), ("log_support_mass", DOUBLE), ("support_mass", DOUBLE),
     ("support_price", DOUBLE)],
     "per training prompt: log Zhat, ESS, coverage, stored-support mass and price "
@@ -134,6 +137,14 @@ REFERENCE_ANSWER_PROBABILITY = _spec("reference_answer_probability", ANSWER_PROB
                                      "E1: pi_ref(answer + EOS | x) for every prompt")
 ANSWER_PROBABILITY = _spec("answer_probability", ANSWER_PROBABILITY_SCHEMA,
                            "E1: a fit's pi_theta(answer + EOS | x) for every prompt")
+REPLAY_ROLLOUTS = _spec("replay_rollouts", ROLLOUTS.schema,
+                        "a replaying round's pool: its own rollouts and the earlier rounds' on its "
+                        "prompts; `round` names the sampler, sample_idx = round * stride + the "
+                        "round's own (stages/replay.py)")
+REPLAY_REWARDS = _spec("replay_rewards", REWARDS.schema, "the rewards of replay_rollouts")
+REPLAY_LOGPROBS = _spec("replay_logprobs", KEY + [("round", INT32), ("logprob", DOUBLE)],
+                        "log q_round of every replay_rollouts response, under every sampler of "
+                        "the pool (sql/replay_tilt.sql's mixture)")
 TRAIN_LOGPROBS = _spec("train_logprobs", SAMPLE_LOGPROBS_SCHEMA,
                        "E1: a fit's log pi_theta of the training rollouts")
 HELDOUT_LOGPROBS = _spec("heldout_logprobs", SAMPLE_LOGPROBS_SCHEMA,
@@ -143,12 +154,14 @@ TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (
     PROMPTS, ROLLOUTS, REWARDS, WEIGHTS, PROMPT_STATS, TRAIN_LOG, REFERENCE_EVAL, POLICY_EVAL,
     REFERENCE_SAMPLES, POLICY_SAMPLES, REFERENCE_SAMPLES_POLICY_LOGPROBS, EVAL,
     REFERENCE_ANSWER_PROBABILITY, ANSWER_PROBABILITY, TRAIN_LOGPROBS, HELDOUT_LOGPROBS,
+    REPLAY_ROLLOUTS, REPLAY_REWARDS, REPLAY_LOGPROBS,
 )}
 VIEWS = [spec for spec in TABLES.values() if spec.view]
 MLFLOW_TABLES = [spec for spec in TABLES.values() if spec.mlflow]
 # What a completed round directory holds (bolt-round writes all of these).
 ROUND_TABLES = [spec for spec in TABLES.values() if spec.name not in {
-    "reference_answer_probability", "answer_probability", "train_logprobs", "heldout_logprobs"}]
+    "reference_answer_probability", "answer_probability", "train_logprobs", "heldout_logprobs",
+    "replay_rollouts", "replay_rewards", "replay_logprobs"}]
 
 
 def _sql_literal(text: str) -> str:

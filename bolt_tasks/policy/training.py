@@ -153,18 +153,23 @@ def batch_order(examples: list, training: TrainingConfig, generator: torch.Gener
 
 
 def weighted_examples(rollouts: pa.Table, weights: pa.Table):
-    """(prompt ids, response ids, weight) per rollout, joined on (prompt_id, sample_idx); the
-    prompt ids are exactly those the sampler was given (rollouts.prompt_token_ids)."""
+    """(prompt ids, response ids, weight) per rollout the weights keep (weights.kept: a dropped
+    zero-information group's rows are not trained on; a table without the column keeps every
+    row), joined on (prompt_id, sample_idx); the prompt ids are exactly those the sampler was
+    given (rollouts.prompt_token_ids)."""
+    kept = (weights["kept"].to_pylist() if "kept" in weights.column_names
+            else [True] * weights.num_rows)
     weight_of = {
-        (p, s): w
-        for p, s, w in zip(
+        (p, s): (w, keep)
+        for p, s, w, keep in zip(
             weights["prompt_id"].to_pylist(), weights["sample_idx"].to_pylist(),
-            weights["weight"].to_pylist(),
+            weights["weight"].to_pylist(), kept,
         )
     }
     keys = zip(rollouts["prompt_id"].to_pylist(), rollouts["sample_idx"].to_pylist())
     pairs = zip(rollouts["prompt_token_ids"].to_pylist(), rollouts["response_token_ids"].to_pylist())
-    return [(prompt, response, weight_of[key]) for key, (prompt, response) in zip(keys, pairs)]
+    examples = [(prompt, response, *weight_of[key]) for key, (prompt, response) in zip(keys, pairs)]
+    return [(prompt, response, weight) for prompt, response, weight, keep in examples if keep]
 
 
 def prepare_model(start_model: str, training: TrainingConfig, device: torch.device | None = None):

@@ -38,7 +38,8 @@ def round_markdown(summary: RoundSummary) -> str:
         f"({_figure(summary.target_error_noise_floor, 4)}) |",
         "",
         f"**Gain {100 * summary.accuracy_gain:+.1f} points (SE {gain_se})**; training prompts: mean "
-        f"ESS/N {_figure(summary.mean_ess_fraction)}, coverage {_figure(summary.coverage)}",
+        f"ESS/N {_figure(summary.mean_ess_fraction)}, coverage {_figure(summary.coverage)}, "
+        f"informative {_figure(summary.informative_share)}",
         "",
         "Stage compute time: " + ", ".join(f"{name} {value:.1f} s" for name, value in seconds.items()),
         "",

@@ -38,6 +38,7 @@ def stage_seconds(outputs: RoundOutputs) -> StageSeconds:
             outputs.reference_eval.seconds + outputs.policy_eval.seconds
             + outputs.policy_logprobs.seconds + outputs.eval.seconds, 3,
         ),
+        replay=round(sum(table.seconds for table in outputs.replay), 3),
     )
 
 

@@ -1,0 +1,44 @@
+"""A round with nothing to learn says so and stops, after scoring and before training.
+
+A prompt whose weights are all equal (every reward alike, sampled from pi_ref) only refits the
+sampler on its own samples. When no training prompt has unequal weights, or fewer than
+weighting.min_informative_share of them, training would spend its compute to move nowhere
+useful; the round stops with one sentence instead: what share was informative and rewarded,
+the coverage, and what to try. weighting.train_without_information trains anyway.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from bolt_tasks.core.config import WeightingConfig
+from bolt_tasks.core.errors import NothingToLearn
+from bolt_tasks.stages.weights import summarize_prompt_stats
+
+
+def nothing_to_learn(summary: dict, weighting: WeightingConfig) -> str | None:
+    """The sentence a round with nothing to learn stops with, or None when it has something
+    (or the scheme ignores rewards, or the user asked to train anyway)."""
+    if weighting.train_without_information or weighting.scheme == "sft":
+        return None
+    share = summary["informative_share"] or 0.0
+    if share > 0 and share >= weighting.min_informative_share:
+        return None
+    floor = (f" (below weighting.min_informative_share={weighting.min_informative_share:g})"
+             if share > 0 else "")
+    return (
+        f"nothing to learn: {share:.1%} of the {summary['train_prompts']} training prompts have "
+        f"unequal rewards{floor}, {summary['rewarded_share'] or 0:.1%} of the responses are "
+        f"rewarded and the coverage is {summary['coverage'] or 0:.3f}, so the round stops before "
+        "training (its samples and rewards are kept); try more new tokens "
+        "(sampling.max_new_tokens), a system prompt that asks for the answer format "
+        "(task.system_prompt), a stronger reference model (reference.model), or the lenient "
+        "verifier (task.verifier=math_lenient) if an answer stated anywhere should count; "
+        "weighting.train_without_information=true trains anyway"
+    )
+
+
+def require_information(prompt_stats: pa.Table | str, weighting: WeightingConfig) -> None:
+    sentence = nothing_to_learn(summarize_prompt_stats(prompt_stats), weighting)
+    if sentence is not None:
+        raise NothingToLearn(sentence)

@@ -1,0 +1,42 @@
+"""Wiring of a refreshed round that replays earlier rounds' samples (weighting.replay_rounds):
+pool them with the round's own, score the pool under every sampler, weight it by multiple
+importance sampling (docs/DESIGN.md "Replay"). Returns what the fit reads."""
+
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+
+from bolt_tasks.core.catalogue import RoundDirectory, RunsDirectory
+from bolt_tasks.core.config import RoundConfig
+from bolt_tasks.core.results import RoundRollouts
+from bolt_tasks.core.storage import ModelRef, TableRef, directory_digest
+from bolt_tasks.stages.replay_stage import pool_logprobs_task, pool_task, replay_weights_task
+
+
+def replays(config: RoundConfig) -> bool:
+    return config.weighting.replay_rounds > 0 and config.round > 0
+
+
+def sampler_of(rollouts_path: str) -> ModelRef:
+    """The policy that sampled a round (its rollouts name it)."""
+    path = pq.read_table(rollouts_path, columns=["sampler_model"])["sampler_model"][0].as_py()
+    return ModelRef(path, directory_digest(path))
+
+
+def replayed_weights(config: RoundConfig, runs: RunsDirectory, round_dir: RoundDirectory,
+                     scored: RoundRollouts, cached) -> tuple[tuple[TableRef, TableRef], TableRef, TableRef]:
+    """((pooled rollouts, their log-probs), weights, prompt_stats) of round k over its own
+    samples and those of the weighting.replay_rounds rounds before it."""
+    first = max(0, config.round - config.weighting.replay_rounds)
+    earlier = {k: runs.round(config.pipeline, k) for k in range(first, config.round)}
+    rounds = {k: (TableRef.of_file(d.table("rollouts")), TableRef.of_file(d.table("rewards")))
+              for k, d in earlier.items()} | {config.round: (scored.rollouts, scored.rewards)}
+    samplers = {k: sampler_of(d.table("rollouts")) for k, d in earlier.items()} | {config.round: scored.sampler}
+    pooled_rollouts, pooled_rewards = cached(pool_task)(
+        rounds, config.round, round_dir.table("replay_rollouts"), round_dir.table("replay_rewards"))
+    logprobs = cached(pool_logprobs_task)(pooled_rollouts, samplers, round_dir.table("replay_logprobs"),
+                                          config.evaluation.batch_size)
+    weights, prompt_stats = cached(replay_weights_task)(
+        pooled_rollouts, pooled_rewards, logprobs, config.round, config.weighting,
+        round_dir.table("weights"), round_dir.table("prompt_stats"))
+    return (pooled_rollouts, logprobs), weights, prompt_stats
