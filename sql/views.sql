@@ -36,7 +36,7 @@ SELECT regexp_extract(filename, '([^/\\]+)[/\\]round-[0-9]+[/\\][^/\\]+$', 1) AS
        * EXCLUDE (filename)
 FROM read_parquet('*/round-*/rewards.parquet', filename = true, union_by_name = true, can_have_nan = true);
 
--- weights: weights.parquet, the weighting scheme's weight of each rollout (sql/weights.sql)
+-- weights: weights.parquet, the weighting scheme's weight of each rollout, and whether it is trained on (a zero-information group's rows are kept with probability weighting.zero_information_keep; sql/weights.sql)
 CREATE OR REPLACE VIEW weights AS
 SELECT regexp_extract(filename, '([^/\\]+)[/\\]round-[0-9]+[/\\][^/\\]+$', 1) AS pipeline,
        CAST(regexp_extract(filename, 'round-([0-9]+)[/\\][^/\\]+$', 1) AS INTEGER) AS round,

@@ -58,7 +58,8 @@ def test_an_sql_file_named_by_a_variable_is_refused(tmp_path, monkeypatch):
 
 TINY = ["--pipeline", "tiny", "--set", "reference.steps=40", "--set", "reference.batch_size=32",
         "--train-prompts", "16", "--set", "task.heldout_prompts=8",
-        "--set", "evaluation.samples_per_prompt=8", "--samples-per-prompt", "2"]
+        "--set", "evaluation.samples_per_prompt=8", "--samples-per-prompt", "2",
+        "--set", "weighting.train_without_information=true"]
 
 
 @pytest.mark.slow

@@ -23,7 +23,8 @@ from cli_runs import session_commands, session_processes
 
 TINY = ["--set", "reference.steps=60", "--set", "reference.batch_size=32",
         "--train-prompts", "24", "--set", "task.heldout_prompts=16",
-        "--set", "evaluation.samples_per_prompt=8", "--samples-per-prompt", "4"]
+        "--set", "evaluation.samples_per_prompt=8", "--samples-per-prompt", "4",
+        "--set", "weighting.train_without_information=true"]
 BIN = Path(sys.executable).parent
 
 

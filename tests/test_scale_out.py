@@ -18,7 +18,8 @@ from same_rows import assert_same_rows
 TINY = ["--pipeline", "tiny", "--set", "reference.steps=40", "--set", "reference.batch_size=32",
         "--train-prompts", "24", "--set", "task.heldout_prompts=8", "--samples-per-prompt", "4",
         "--set", "sampling.batch_size=8", "--set", "evaluation.samples_per_prompt=8",
-        "--set", "evaluation.batch_size=16", "--set", "training.batch_size=16"]
+        "--set", "evaluation.batch_size=16", "--set", "training.batch_size=16",
+        "--set", "weighting.train_without_information=true"]
 COMPARED = ("rollouts", "rewards", "weights", "prompt_stats", "reference_eval", "policy_eval",
             "reference_samples", "policy_samples", "reference_samples_policy_logprobs", "eval",
             "train_log")

@@ -146,6 +146,7 @@ def test_bolt_round_runs_with_the_vllm_backend(vllm_python, tmp_path):
         "sampling": {"samples_per_prompt": 4, "backend": "vllm"},
         "training": {"epochs": 1, "batch_size": 32},
         "evaluation": {"samples_per_prompt": 8},
+        "weighting": {"train_without_information": True},
     })
     summary = bolt_round(config=config, runs_dir=str(tmp_path))
     round_dir = tmp_path / "tiny-vllm" / "round-0"
