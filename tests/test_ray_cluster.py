@@ -138,7 +138,7 @@ def test_a_training_worker_killed_mid_fit_fails_in_one_sentence_and_leaves_no_pa
 
 
 def test_the_rerun_trains_on_both_nodes_and_fits_what_a_clean_fit_and_one_process_fit(
-        killed_then_rerun, two_nodes, monkeypatch):
+        killed_then_rerun, two_nodes):
     runs, _, rerun = killed_then_rerun
     output = rerun.stdout + rerun.stderr
     assert rerun.returncode == 0, output[-4000:]
@@ -166,26 +166,24 @@ def test_the_rerun_trains_on_both_nodes_and_fits_what_a_clean_fit_and_one_proces
     on_two_nodes = load_file(round_dir / "policy" / "model.safetensors")
     losses = pq.read_table(round_dir / "train_log.parquet")["loss"].to_numpy()
 
-    # a clean fit on Ray of the same inputs: the rerun's policy and losses, bit for bit
+    # a clean fit on Ray of the same inputs: the rerun's policy and losses, bit for bit (in a
+    # process of its own: a Ray connection with the cluster's token would stay in this one)
     address, environment = two_nodes
-    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH"):
-        monkeypatch.setenv(name, environment[name])
-    import ray
-
-    from bolt_tasks.core.config_execution import ExecutionConfig
-    from bolt_tasks.policy.ray_training import train_on_ray
-
-    training = TrainingConfig(batch_size=16, launcher="ray", workers=2)
-    ray.init(address=address, log_to_driver=False)
-    try:
-        train_on_ray(str(round_dir / "rollouts.parquet"), str(round_dir / "weights.parquet"), start_model,
-                     training, ExecutionConfig(executor="ray", ray_address=address),
-                     str(runs.parent / "clean" / "policy"), str(runs.parent / "clean" / "train_log.parquet"))
-    finally:
-        ray.shutdown()
-    clean = load_file(runs.parent / "clean" / "policy" / "model.safetensors")
-    assert max((clean[name] - on_two_nodes[name]).abs().max().item() for name in clean) == 0
-    assert (pq.read_table(runs.parent / "clean" / "train_log.parquet")["loss"].to_numpy() == losses).all()
+    clean = runs.parent / "clean"
+    fit = (
+        "from bolt_tasks.core.config import TrainingConfig\n"
+        "from bolt_tasks.core.config_execution import ExecutionConfig\n"
+        "from bolt_tasks.policy.ray_training import train_on_ray\n"
+        f"train_on_ray({str(round_dir / 'rollouts.parquet')!r}, {str(round_dir / 'weights.parquet')!r}, "
+        f"{start_model!r}, TrainingConfig(batch_size=16, launcher='ray', workers=2), "
+        f"ExecutionConfig(executor='ray', ray_address={address!r}), {str(clean / 'policy')!r}, "
+        f"{str(clean / 'train_log.parquet')!r})\n"
+    )
+    done = subprocess.run([sys.executable, "-c", fit], env=environment, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    clean_policy = load_file(clean / "policy" / "model.safetensors")
+    assert max((clean_policy[name] - on_two_nodes[name]).abs().max().item() for name in clean_policy) == 0
+    assert (pq.read_table(clean / "train_log.parquet")["loss"].to_numpy() == losses).all()
 
     # the same fit in one process, from the same start model, rollouts and weights
     train_policy(rollouts, pq.read_table(round_dir / "weights.parquet"), start_model,

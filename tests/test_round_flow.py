@@ -140,6 +140,7 @@ def test_round_on_user_prompt_files_and_a_user_model_directory(tmp_path):
         "reference": {"model": str(model_dir)},
         "sampling": {"samples_per_prompt": 3},
         "evaluation": {"samples_per_prompt": 8},
+        "weighting": {"train_without_information": True},
     })
     summary = bolt_round(config=config, runs_dir=str(tmp_path / "runs"))
     round_dir = tmp_path / "runs" / "user" / "round-0"
