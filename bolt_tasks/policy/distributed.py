@@ -83,6 +83,14 @@ def full_state_dict(wrapped, training: TrainingConfig) -> dict:
     return {name.removeprefix("policy."): value for name, value in state.items()}
 
 
+def fit_job(rollouts_path: str, weights_path: str, start_model: str, training: TrainingConfig,
+            out_dir: str, log_path: str) -> dict:
+    """What every rank of a distributed fit is given (JSON-ready): its inputs and where rank 0
+    saves the policy and the loss log."""
+    return {"rollouts": rollouts_path, "weights": weights_path, "start_model": start_model,
+            "training": training.model_dump(mode="json"), "out_dir": out_dir, "log_path": log_path}
+
+
 def fit_and_save(job: dict, device: torch.device) -> None:
     """This rank's part of the fit, in the default process group; rank 0 saves the policy and the
     loss log."""

@@ -26,6 +26,7 @@ from bolt_tasks.core.config import TrainingConfig
 from bolt_tasks.core.config_execution import ExecutionConfig
 from bolt_tasks.core.progress import run_logger
 from bolt_tasks.core.storage import write_text_atomic
+from bolt_tasks.policy import distributed
 from bolt_tasks.policy.modeling import discard_fit
 
 
@@ -38,8 +39,6 @@ def rank_fit(config: dict) -> None:
     import ray
     import ray.train
     import ray.train.torch
-
-    from bolt_tasks.policy import distributed
 
     # rank 0's progress lines (core/progress.py) on its stdout, which Ray relays to the driver
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
@@ -137,8 +136,7 @@ def train_on_ray(rollouts_path: str, weights_path: str, start_model: str, traini
     from ray.train import FailureConfig, RunConfig, TrainingFailedError
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    job = {"rollouts": rollouts_path, "weights": weights_path, "start_model": start_model,
-           "training": training.model_dump(mode="json"), "out_dir": out_dir, "log_path": log_path}
+    job = distributed.fit_job(rollouts_path, weights_path, start_model, training, out_dir, log_path)
     work = Path(out_dir).with_name("ray-train")  # shared storage: Ray Train checks every worker sees it
     shutil.rmtree(work, ignore_errors=True)
     where = work / "ranks"

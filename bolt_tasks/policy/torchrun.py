@@ -55,8 +55,7 @@ def train_with_torchrun(rollouts_path: str, weights_path: str, start_model: str,
     """Fit in training.nproc_per_node processes; rank 0 saves the policy to out_dir and the loss
     log to log_path."""
     job_path = Path(out_dir).with_name("torchrun-job.json")
-    job = {"rollouts": rollouts_path, "weights": weights_path, "start_model": start_model,
-           "training": training.model_dump(mode="json"), "out_dir": out_dir, "log_path": log_path}
+    job = distributed.fit_job(rollouts_path, weights_path, start_model, training, out_dir, log_path)
     write_text_atomic(json.dumps(job, indent=1), job_path)
     command = torchrun_command(training, job_path)
     logger = run_logger()
