@@ -1,7 +1,8 @@
 """The packaged SmolLM2-135M-Instruct end to end on a tiny configuration: conversion from GGUF,
 chat template, sampling, math verification, weights, a LoRA step, merge, and a refreshed round
-that samples the merged policy, with transformers and with vLLM (the CPU build). Fails, never
-skips, when the model package (scripts/install.sh --real) or vLLM is missing."""
+whose vLLM sampler (the CPU build) samples the merged policy; and the transformers sampler, the
+CPU's, on the converted model. Fails, never skips, when the model package
+(scripts/install.sh --real) or vLLM is missing."""
 
 import json
 from pathlib import Path
@@ -30,21 +31,20 @@ def runs(smollm2_runs_dir):
     return smollm2_runs_dir
 
 
-@pytest.mark.parametrize("backend", ["transformers", pytest.param("vllm", marks=pytest.mark.vllm)])
-def test_a_refreshed_round_samples_the_merged_lora_policy(runs, backend, tmp_path):
+@pytest.mark.vllm
+def test_a_refreshed_round_samples_the_merged_lora_policy(runs, tmp_path):
     # Held-out evaluation stays on transformers: the vLLM evaluation path has its own round test
-    # (test_vllm_sampler.py), and each vLLM job here starts an engine for the 135M model.
-    # The transformers sampler runs round 0 only (the CPU's path to a merged LoRA policy); round 1
-    # sampling that merge is vLLM's part, the GPU path, and costs another 40 s here per backend.
-    until = 1 if backend == "vllm" else 0
-    result = bolt("refresh", "--runs-dir", str(runs), "--pipeline", f"real-{backend}", "--until-round", str(until),
-                  *TINY_REAL, "--set", f"sampling.backend={backend}",
+    # (test_vllm_sampler.py), and each vLLM job here starts an engine for the 135M model. Round 0's
+    # stages after sampling do not depend on the sampler; the transformers sampler on this model
+    # is the test below.
+    result = bolt("refresh", "--runs-dir", str(runs), "--pipeline", "real-vllm", "--until-round", "1",
+                  *TINY_REAL, "--set", "sampling.backend=vllm",
                   "--set", "evaluation.backend=transformers", cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     # Checking a model's inputs must not import Prefect before bolt's own server is up.
     assert "prefect - Starting temporary server" not in result.stdout + result.stderr
     [converted] = (runs / "reference").glob("converted-smollm2-135m-instruct-*")
-    pipeline = runs / f"real-{backend}-refresh"
+    pipeline = runs / "real-vllm-refresh"
     round0, round1 = pipeline / "round-0", pipeline / "round-1"
 
     rollouts = pq.read_table(round0 / "rollouts.parquet").to_pylist()
@@ -57,16 +57,45 @@ def test_a_refreshed_round_samples_the_merged_lora_policy(runs, backend, tmp_pat
     assert (policy / "model.safetensors").exists() and not (policy / "adapter_config.json").exists()
     assert json.loads((policy / "config.json").read_text())["vocab_size"] == 49152
 
-    if until == 0:
-        assert not round1.exists()
-        return
     second = pq.read_table(round1 / "rollouts.parquet")
     assert set(second["sampler_model"].to_pylist()) == {str(policy)}  # round 1 samples the merge
-    assert (round1 / "vllm-sample.log").exists() == (backend == "vllm")
+    assert (round1 / "vllm-sample.log").exists()
     summary = json.loads((round1 / "summary.json").read_text())
     for key in ("ref_accuracy", "policy_accuracy", "target_error", "mean_ess_fraction", "kl"):
         assert summary[key] is not None, key
     assert summary["verifier_errors"] == 0
+
+
+def test_the_transformers_sampler_samples_the_converted_model_in_its_chat_template(runs, tmp_path):
+    """What `bolt run --config recipes/smollm2.json` samples with on a CPU, its log-probs those
+    of a forward pass."""
+    import numpy as np
+    import pyarrow as pa
+    import torch
+
+    from bolt_tasks.core.catalogue import RunsDirectory
+    from bolt_tasks.core.config import SamplingConfig, TaskConfig
+    from bolt_tasks.policy.logprobs import response_logprobs
+    from bolt_tasks.policy.model_files import converted_model
+    from bolt_tasks.policy.modeling import load_policy
+    from bolt_tasks.sampling.rollouts import sample_rollouts
+
+    model_dir = str(converted_model(RunsDirectory.at(runs), "smollm2-135m-instruct"))
+    prompts = pa.table({"prompt_id": ["a", "b"], "prompt": ["What is 2 + 3?", "7 - 4 ="],
+                        "answer": ["5", "3"], "split": ["train", "train"],
+                        "difficulty": pa.array([None, None], pa.int32())})
+    sampling = SamplingConfig(samples_per_prompt=2, max_new_tokens=12, backend="transformers")
+    rows = sample_rollouts(prompts, model_dir, model_dir, sampling, TaskConfig(), 0,
+                           tmp_path / "rollouts.parquet").read().to_pylist()
+    assert len(rows) == 4 and {r["sampler_model"] for r in rows} == {model_dir}
+    assert all(r["prompt_text"].startswith("<|im_start|>") for r in rows)
+    assert all(r["prompt_text"].endswith("<|im_start|>assistant\n") for r in rows)
+    assert all(0 < r["num_tokens"] == len(r["response_token_ids"]) <= 12 for r in rows)
+    model, tokenizer = load_policy(model_dir, torch.device("cpu"))
+    expected = response_logprobs(model, [r["prompt_token_ids"] for r in rows],
+                                 [r["response_token_ids"] for r in rows], tokenizer.pad_token_id)
+    np.testing.assert_allclose([r["sampler_logprob"] for r in rows], expected, atol=1e-3, rtol=0)
+    assert all(r["reference_logprob"] == r["sampler_logprob"] for r in rows)  # the sampler is pi_ref
 
 
 def test_the_converted_model_is_an_ordinary_folder(runs):
