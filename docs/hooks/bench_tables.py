@@ -249,6 +249,46 @@ def process_shards(data: dict) -> str:
     return caption + "\n\n" + table(header, rows)
 
 
+def replay_ess(data: dict) -> str:
+    """bench/replay_ess.py: per refreshed round, the ESS of the weights without replay and with it,
+    per second of the compute that made them."""
+    rows = []
+    for k, ratio_k in data["ess_per_second_ratio"].items():
+        for arm in ("fresh", "replay"):
+            r = data["arms"][arm]["rounds"][k]
+            data_seconds = seconds(r["data_seconds"]) + (
+                f" ({seconds(r['replay_seconds'])} of it scoring the pool)" if r["replay_seconds"] else "")
+            se = "-" if r["gain_se_points"] is None else f"{r['gain_se_points']:.1f}"
+            rows.append([f"{k}, {arm}", f"{r['rows_weighted']:,}", f"{r['ess']:,.0f}",
+                         f"{r['mean_ess_fraction']:.3f}", data_seconds, f"{r['ess_per_data_second']:,.0f}",
+                         seconds(r["training_seconds"]), f"{r['gain_points']:+.1f} ({se})", f"{r['kl']:.3f}"])
+        rows.append([f"{k}, replay / fresh", "", "", "", "", f"{ratio(ratio_k)}x", "", "", ""])
+    header = ["round, arm", "weighted rows", "ESS (sum over prompts)", "ESS/N",
+              "data seconds (sampling + scoring + replay)", "ESS per data-second", "training",
+              "gain (SE), points", "KL"]
+    options = " ".join(data["options"]) or "the defaults"
+    caption = (f"`bolt refresh` to round {data['until_round']} with `{options}`, once without replay "
+               f"and once with `weighting.replay_rounds={data['replay_rounds']}`.")
+    return caption + "\n\n" + table(header, rows)
+
+
+def zero_information(data: dict) -> str:
+    """bench/zero_information.py: per seed and rho, the round's figures and its training time."""
+    rows = []
+    for seed, by_rho in data["seeds"].items():
+        for rho, r in by_rho.items():
+            se = "-" if r["gain_se_points"] is None else f"{r['gain_se_points']:.2f}"
+            rows.append([seed, rho, f"{r['rows_trained']:,} / {r['rows']:,}", r["optimizer_steps"],
+                         f"{r['gain_points']:+.1f} ({se})", f"{r['kl']:.3f}", f"{r['objective_j']:.3f}",
+                         f"{r['target_error']:.3f}", seconds(r["stage_seconds"]["training"]),
+                         f"{ratio(r['training_ratio_to_rho_1'])}x"])
+    header = ["seed", "rho", "rows trained", "optimizer steps", "gain (SE), points", "KL to pi_ref",
+              "J", "mean abs(p - p*)", "training", "training / rho = 1"]
+    options = " ".join(data["options"])
+    caption = f"{data['config']}{f' with `{options}`' if options else ''}."
+    return caption + "\n\n" + table(header, rows)
+
+
 def views(data: dict) -> dict:
     """The views a JSON of this shape offers, the first being the default."""
     summary = data.get("summary", {})
@@ -268,6 +308,10 @@ def views(data: dict) -> dict:
         return {"backends": eval_backends}
     if "wall_ratio_to_in_turn" in data:
         return {"arms": process_shards}
+    if "ess_per_second_ratio" in data:
+        return {"rounds": replay_ess}
+    if "rhos" in data and "seeds" in data:
+        return {"rhos": zero_information}
     return {}
 
 
