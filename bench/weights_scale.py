@@ -213,7 +213,9 @@ def sql_weights(rollouts_path: Path, rewards_path: Path, memory_limit: str | Non
     connection = connect()
     if memory_limit:
         connection.execute(f"SET temp_directory = '{rollouts_path.parent / 'duckdb-spill'}'")
-    write_weights(str(rollouts_path), str(rewards_path), WeightingConfig(beta=BETA),
+    # rho = 1: the baselines weight the whole table, as the SQL must here to be compared
+    write_weights(str(rollouts_path), str(rewards_path),
+                  WeightingConfig(beta=BETA, zero_information_keep=1.0),
                   rollouts_path.parent / "sql_weights.parquet",
                   rollouts_path.parent / "sql_stats.parquet", connection=connection)
 

@@ -145,7 +145,7 @@ def _round_stages(
                 scored.rollouts, scored.rewards, config.weighting, round_dir.table("weights"),
                 round_dir.table("prompt_stats"),
             )
-        information_task(prompt_stats, config.weighting)
+        information_task(prompt_stats, weights, config.weighting)
         policy, train_log = cached(train_task)(
             fit_rollouts, weights, scored.sampler, config.training, round_dir.policy,
             round_dir.table("train_log"), config.execution,

@@ -8,8 +8,10 @@
 -- the start of the fit. It is kept with probability $keep and, when kept, weighted 1/$keep,
 -- so the expected loss is the full table's ($keep = 1 keeps every row with the same bits;
 -- $keep = 0 drops them all, which is biased). The draw is u(x) = the first 52 bits of
--- md5('$keep_seed:' || prompt_id) over 2^52, kept when u(x) < $keep.
--- Parameters: $keep in [0, 1], $keep_seed.
+-- md5('$keep_seed:' || prompt_id) over 2^52, kept when u(x) < $keep. The sft scheme (every
+-- weight 1, every group flat) keeps every row: it is the baseline that refits the sampler on the
+-- whole table, and subsampling it would make it a different baseline.
+-- Parameters: $keep in [0, 1], $keep_seed, $scheme.
 -- Tables used: tilted. One row per (prompt_id, sample_idx).
 --
 -- Sums are exact_sum() (sql/exact_sum_macro.sql; docs/DESIGN.md, "Exact sums"): every term
@@ -58,7 +60,7 @@ normalised AS (
 prompt_groups AS (
     SELECT
         prompt_id,
-        max(log_weight) = min(log_weight) AS zero_information,
+        max(log_weight) = min(log_weight) AND $scheme <> 'sft' AS zero_information,
         CAST(('0x' || substr(md5(CAST($keep_seed AS VARCHAR) || ':' || prompt_id), 1, 13)) AS BIGINT)
             / 4503599627370496.0 AS keep_draw
     FROM normalised

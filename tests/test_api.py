@@ -59,7 +59,9 @@ def test_the_stage_functions_make_a_round_without_prefect(tmp_path, tiny_model_d
                                     tmp_path / "rollouts.parquet").read()
     assert rollouts.num_rows == 6 * 4
     rewards = bolt.score_rollouts(prompts, rollouts, task, tmp_path / "rewards.parquet").read()
-    weights, stats = bolt.compute_weights(rollouts, rewards, bolt.WeightingConfig(beta=0.5))
+    # rho = 1: every prompt trained on, so the weights and the step count below are the full table's
+    weights, stats = bolt.compute_weights(
+        rollouts, rewards, bolt.WeightingConfig(beta=0.5, zero_information_keep=1.0))
     # prompt-normalised: each prompt's weights average 1
     for prompt_id in set(weights["prompt_id"].to_pylist()):
         mine = weights.filter(pc.equal(weights["prompt_id"], prompt_id))["weight"].to_pylist()

@@ -218,7 +218,7 @@ def test_negative_reward_rejected_by_reward_scheme_only(tmp_path):
     for scheme in ("bolt", "boltzmann_global", "rft", "sft"):
         target = tmp_path / scheme
         weights_ref, stats_ref = write_weights(
-            str(rollouts_path), str(rewards_path), WeightingConfig(scheme=scheme, beta=0.5),
+            str(rollouts_path), str(rewards_path), WeightingConfig(scheme=scheme, beta=0.5, zero_information_keep=1.0),
             target / "weights.parquet", target / "prompt_stats.parquet")
         assert (target / "weights.parquet").exists() and (target / "prompt_stats.parquet").exists()
         assert pq.read_table(weights_ref.path).num_rows == 5

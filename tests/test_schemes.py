@@ -205,7 +205,9 @@ def arrow_tables(columns, rng=None):
 
 def run_sql(columns, **config):
     rollouts, rewards = arrow_tables(columns, np.random.default_rng(5))
-    weights, stats = compute_weights(rollouts, rewards, WeightingConfig(**config))
+    # rho = 1: the reference weights every prompt (rho has its own: tests/test_zero_information.py)
+    weights, stats = compute_weights(rollouts, rewards,
+                                     WeightingConfig(**{"zero_information_keep": 1.0} | config))
     return (
         {(row["prompt_id"], row["sample_idx"]): row for row in weights.to_pylist()},
         {row["prompt_id"]: row for row in stats.to_pylist()},

@@ -72,7 +72,7 @@ def test_non_finite_reward_raises_and_writes_nothing(tmp_path, bad_value):
 
     with pytest.raises(BoltInputError) as raised:
         write_weights(
-            str(rollouts_path), str(rewards_path), WeightingConfig(beta=0.5),
+            str(rollouts_path), str(rewards_path), WeightingConfig(beta=0.5, zero_information_keep=1.0),
             weights_path, stats_path,
         )
     message = str(raised.value)

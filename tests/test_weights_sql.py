@@ -170,9 +170,9 @@ def hand_columns(prompts: dict[str, list[float]], sampler_shift: dict[str, list[
 
 def run_sql(columns, beta, threshold=None):
     rollouts, rewards = arrow_tables(columns, np.random.default_rng(99))
-    weights, stats = compute_weights(
-        rollouts, rewards, WeightingConfig(beta=beta, success_threshold=threshold)
-    )
+    # rho = 1: the reference weights every prompt (rho's own: tests/test_zero_information.py)
+    config = WeightingConfig(beta=beta, success_threshold=threshold, zero_information_keep=1.0)
+    weights, stats = compute_weights(rollouts, rewards, config)
     return weights.to_pylist(), {row["prompt_id"]: row for row in stats.to_pylist()}
 
 

@@ -72,7 +72,7 @@ def reference_subsample(full: pa.Table, rho: float, seed: int) -> dict:
 @pytest.mark.parametrize("importance", (False, True))
 def test_zero_information_groups_are_kept_with_probability_rho_and_weighted_one_over_rho(seed, importance):
     rollouts, rewards = random_tables(seed, importance=importance)
-    full, full_stats = compute_weights(rollouts, rewards, WeightingConfig())
+    full, full_stats = compute_weights(rollouts, rewards, WeightingConfig(zero_information_keep=1.0))
     assert all(full["kept"].to_pylist())
     for rho in RHOS:
         weighting = WeightingConfig(zero_information_keep=rho, zero_information_seed=seed)
@@ -96,7 +96,7 @@ def test_the_kept_weight_is_unbiased():
     """Each zero-information prompt's kept weight, w/rho or 0, averages its full weight: over
     3,000 prompts (independent md5 draws) at rho = 0.25, within 4 standard errors."""
     rollouts, rewards = random_tables(7, prompts=3000, samples=2)
-    full, _ = compute_weights(rollouts, rewards, WeightingConfig())
+    full, _ = compute_weights(rollouts, rewards, WeightingConfig(zero_information_keep=1.0))
     weights, _ = compute_weights(rollouts, rewards, WeightingConfig(zero_information_keep=0.25))
     ratio = np.where(weights["kept"].to_numpy(zero_copy_only=False), weights["weight"].to_numpy(), 0.0) \
         / full["weight"].to_numpy()
@@ -107,6 +107,22 @@ def test_the_kept_weight_is_unbiased():
           f"{per_prompt.mean():.3f} (SE {standard_error:.3f}), kept {np.mean(per_prompt > 0):.3f}")
     assert len(per_prompt) > 1000 and abs(per_prompt.mean() - 1) < 4 * standard_error
     assert set(np.round(per_prompt, 12)) == {0.0, 4.0}  # dropped, or kept at 1/rho
+
+
+def test_the_default_keeps_a_quarter_and_sft_keeps_every_prompt():
+    """The default rho is 0.25 (recipes/default.json says the same: tests/test_recipes.py); the
+    sft baseline refits the sampler on the whole table whatever rho is."""
+    assert WeightingConfig().zero_information_keep == 0.25
+    rollouts, rewards = random_tables(5)
+    full, _ = compute_weights(rollouts, rewards, WeightingConfig(zero_information_keep=1.0))
+    default, _ = compute_weights(rollouts, rewards, WeightingConfig())
+    expected = reference_subsample(full, 0.25, 0)
+    assert [expected[(p, i)][0] for p, i in zip(default["prompt_id"].to_pylist(),
+                                                default["sample_idx"].to_pylist())] \
+        == default["kept"].to_pylist()
+    assert 0 < sum(default["kept"].to_pylist()) < default.num_rows
+    sft, _ = compute_weights(rollouts, rewards, WeightingConfig(scheme="sft"))
+    assert all(sft["kept"].to_pylist()) and set(sft["weight"].to_pylist()) == {1.0}
 
 
 def test_a_table_where_nothing_is_rewarded_has_no_coverage_and_stops():
@@ -124,6 +140,15 @@ def test_a_table_where_nothing_is_rewarded_has_no_coverage_and_stops():
         require_information(stats, WeightingConfig())
     require_information(stats, WeightingConfig(train_without_information=True))
     require_information(stats, WeightingConfig(scheme="sft"))  # plain SFT ignores rewards
+
+    # trained anyway, every prompt is flat: rho = 0 drops them all, and the round says so
+    anyway = WeightingConfig(train_without_information=True, zero_information_keep=0.0)
+    weights, stats = compute_weights(rollouts, nothing, anyway)
+    with pytest.raises(NothingToLearn, match="nothing to train on: every one of the 60 training "
+                       "prompts has equal weights and weighting.zero_information_keep=0 dropped"):
+        require_information(stats, anyway, weights)
+    weights, stats = compute_weights(rollouts, nothing, WeightingConfig(train_without_information=True))
+    require_information(stats, WeightingConfig(train_without_information=True), weights)  # some kept
 
     everything = rewards.set_column(2, "reward", pa.array([1.0] * rewards.num_rows))
     _, stats = compute_weights(rollouts, everything, WeightingConfig())

@@ -124,12 +124,14 @@ class WeightingConfig(_Frozen):
         "where nothing is rewarded, nothing is a success.",
     )
     zero_information_keep: float = Field(
-        1.0, ge=0, le=1,
+        0.25, ge=0, le=1,
         description="rho: a prompt whose weights are all equal (every reward alike, sampled from "
         "pi_ref) adds only SFT on the sampler's own samples; it is trained on with probability "
         "rho, weighted 1/rho, so the expected loss is unchanged and the fit costs less. 1: every "
-        "prompt, today's bits. 0: none of them, which is biased (the fit no longer anchors those "
-        "prompts to the sampler).",
+        "prompt, the bits of the full table. 0: none of them, which is biased (the fit no longer "
+        "anchors those prompts to the sampler). 0.25 was chosen from measurements "
+        "(docs/benchmarks.md, 'Prompts that teach nothing'). The sft scheme always keeps every "
+        "prompt: it is the baseline that refits the sampler on the whole table.",
     )
     zero_information_seed: int = Field(0, description="Seed of the zero-information draw (rho < 1).")
     replay_rounds: int = Field(

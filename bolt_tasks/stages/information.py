@@ -10,6 +10,8 @@ the coverage, and what to try. weighting.train_without_information trains anyway
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from bolt_tasks.core.config import WeightingConfig
 from bolt_tasks.core.errors import NothingToLearn
@@ -38,7 +40,27 @@ def nothing_to_learn(summary: dict, weighting: WeightingConfig) -> str | None:
     )
 
 
-def require_information(prompt_stats: pa.Table | str, weighting: WeightingConfig) -> None:
+def nothing_kept(weights: pa.Table | str, weighting: WeightingConfig) -> str | None:
+    """The sentence a round stops with when zero-information subsampling dropped every training
+    prompt (possible when every prompt is flat and the user trains anyway), or None."""
+    if not isinstance(weights, pa.Table):
+        weights = pq.read_table(weights, columns=["prompt_id", "kept"])
+    if pc.any(weights["kept"]).as_py():
+        return None
+    prompts = pc.count_distinct(weights["prompt_id"]).as_py()
+    return (
+        f"nothing to train on: every one of the {prompts} training prompts has equal weights and "
+        f"weighting.zero_information_keep={weighting.zero_information_keep:g} dropped them all, so "
+        "the round stops before training; weighting.zero_information_keep=1 trains on every prompt"
+    )
+
+
+def require_information(prompt_stats: pa.Table | str, weighting: WeightingConfig,
+                        weights: pa.Table | str | None = None) -> None:
+    """Raise NothingToLearn with its sentence when the round has nothing to learn, or (given
+    the weights) nothing kept to train on."""
     sentence = nothing_to_learn(summarize_prompt_stats(prompt_stats), weighting)
+    if sentence is None and weights is not None:
+        sentence = nothing_kept(weights, weighting)
     if sentence is not None:
         raise NothingToLearn(sentence)

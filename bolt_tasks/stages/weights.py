@@ -73,7 +73,7 @@ def _weigh(connection, rollouts: pa.Table | str, rewards: pa.Table | str,
         _replay_tilt(connection, weighting, replay)
     connection.execute(f"CREATE TEMP TABLE weights AS {sql_text('weights')}",
                        {"keep": weighting.zero_information_keep,
-                        "keep_seed": weighting.zero_information_seed})
+                        "keep_seed": weighting.zero_information_seed, "scheme": weighting.scheme})
     _check_finite(connection, weighting)
     return sql_text("prompt_stats")
 

@@ -22,6 +22,7 @@ def weights_task(
 
 
 @task(name="check-information", cache_policy=NO_CACHE)
-def information_task(prompt_stats: TableRef, weighting: WeightingConfig) -> None:
-    """Stop the round before training when its rollouts have nothing to teach."""
-    require_information(prompt_stats.path, weighting)
+def information_task(prompt_stats: TableRef, weights: TableRef, weighting: WeightingConfig) -> None:
+    """Stop the round before training when its rollouts have nothing to teach, or when none of
+    them is kept to train on."""
+    require_information(prompt_stats.path, weighting, weights.path)
