@@ -46,7 +46,9 @@ def measure(accuracy: Accuracy, model) -> dict[str, float]:
 class BoltSetting:
     """One point of BOLT's tuning grid: the fit (learning rate, epochs), the rollouts (N) and
     the mirror-descent step (eta, the per-round reward tilt; alpha = 1 anchors every round at
-    pi_ref, alpha = 0 tilts the previous policy)."""
+    pi_ref, alpha = 0 tilts the previous policy) and rho, the share of zero-information prompts
+    trained on (weighting.zero_information_keep: the code's default; races before 2026-12-07
+    ran rho = 1, and their setting names have no "rho=")."""
 
     learning_rate: float
     epochs: int
@@ -54,12 +56,13 @@ class BoltSetting:
     eta: float
     alpha: float
     prompts_per_round: int | None = None  # a smaller round: the next this-many training prompts
+    zero_information_keep: float = WeightingConfig().zero_information_keep
 
     @property
     def name(self) -> str:
         smaller = f" P={self.prompts_per_round}" if self.prompts_per_round else ""
         return (f"BOLT lr={self.learning_rate:g} ep={self.epochs} N={self.samples} "
-                f"eta={self.eta:g} alpha={self.alpha:g}{smaller}")
+                f"eta={self.eta:g} alpha={self.alpha:g}{smaller} rho={self.zero_information_keep:g}")
 
 
 def round_prompts(prompts: pa.Table, setting: BoltSetting, k: int) -> pa.Table:
@@ -83,7 +86,8 @@ def run_bolt(reference: str, prompts: pa.Table, accuracy: Accuracy, setting: Bol
     sampling = sampling.model_copy(update={"samples_per_prompt": setting.samples, "seed": seed})
     training = training.model_copy(update={"learning_rate": setting.learning_rate,
                                            "epochs": setting.epochs, "seed": seed})
-    weighting = WeightingConfig(eta=setting.eta, alpha=setting.alpha)
+    weighting = WeightingConfig(eta=setting.eta, alpha=setting.alpha,
+                                zero_information_keep=setting.zero_information_keep)
     sampler, elapsed, k = reference, 0.0, 0
     stage_totals = {"sampling": 0.0, "scoring": 0.0, "weights": 0.0, "training": 0.0, "reload": 0.0}
     while elapsed < budget:
