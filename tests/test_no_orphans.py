@@ -71,12 +71,10 @@ def test_stopping_bolt_run_leaves_no_process(tmp_path, signum):
 
 
 @pytest.mark.slow
-def test_stopping_bolt_refresh_leaves_no_process(tmp_path):
-    stop_midway(tmp_path, ["refresh", "--until-round", "1", *TINY], bootstrapping, signal.SIGTERM)
-
-
-@pytest.mark.slow
 def test_stopping_bolt_experiment_leaves_no_process(tmp_path):
+    """Every command installs the same handler (bolt_cli.main); `bolt refresh` runs its rounds
+    in its own process as `bolt run` does, so `run` above stands for it; an experiment runs a
+    grid of rounds and is checked on its own."""
     experiment = ["experiment", "e2", "--set", "round.reference.steps=3000",
                   "--set", "round.task.train_prompts=16", "--set", "epochs=[1]",
                   "--set", "samples_per_prompt=[2]", "--set", "fixed_samples_per_prompt=2"]
