@@ -40,16 +40,15 @@ def nothing_to_learn(summary: dict, weighting: WeightingConfig) -> str | None:
     )
 
 
-def nothing_kept(weights: pa.Table | str, weighting: WeightingConfig) -> str | None:
+def nothing_kept(summary: dict, weights: pa.Table | str, weighting: WeightingConfig) -> str | None:
     """The sentence a round stops with when zero-information subsampling dropped every training
     prompt (possible when every prompt is flat and the user trains anyway), or None."""
-    if not isinstance(weights, pa.Table):
-        weights = pq.read_table(weights, columns=["prompt_id", "kept"])
-    if pc.any(weights["kept"]).as_py():
+    kept = (weights if isinstance(weights, pa.Table) else pq.read_table(weights, columns=["kept"]))["kept"]
+    if pc.any(kept).as_py():
         return None
-    prompts = pc.count_distinct(weights["prompt_id"]).as_py()
     return (
-        f"nothing to train on: every one of the {prompts} training prompts has equal weights and "
+        f"nothing to train on: every one of the {summary['train_prompts']} training prompts has "
+        "equal weights and "
         f"weighting.zero_information_keep={weighting.zero_information_keep:g} dropped them all, so "
         "the round stops before training; weighting.zero_information_keep=1 trains on every prompt"
     )
@@ -59,8 +58,9 @@ def require_information(prompt_stats: pa.Table | str, weighting: WeightingConfig
                         weights: pa.Table | str | None = None) -> None:
     """Raise NothingToLearn with its sentence when the round has nothing to learn, or (given
     the weights) nothing kept to train on."""
-    sentence = nothing_to_learn(summarize_prompt_stats(prompt_stats), weighting)
+    summary = summarize_prompt_stats(prompt_stats)
+    sentence = nothing_to_learn(summary, weighting)
     if sentence is None and weights is not None:
-        sentence = nothing_kept(weights, weighting)
+        sentence = nothing_kept(summary, weights, weighting)
     if sentence is not None:
         raise NothingToLearn(sentence)
