@@ -34,7 +34,7 @@ def median_seconds(action, repeats: int) -> float:
 
 def build_inputs(directory: Path, prompts: int):
     """A random-weight policy of the embedded architecture and the built-in task's prompts."""
-    from bolt_tasks.core.storage import ModelRef, directory_digest, write_table_atomic
+    from bolt_tasks.core.storage import ModelRef, write_table_atomic
     from bolt_tasks.policy.character_tokenizer import character_tokenizer
     from bolt_tasks.stages.arithmetic import prompts_table
     from bolt_tasks.stages.reference import build_model
@@ -44,7 +44,7 @@ def build_inputs(directory: Path, prompts: int):
     build_model(len(tokenizer), tokenizer, seed=0).save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
     table = write_table_atomic(prompts_table(0, prompts, 8), directory / "prompts.parquet")
-    return table, ModelRef(str(model_dir), directory_digest(model_dir))
+    return table, ModelRef.of_directory(model_dir)
 
 
 def sampling_seconds(directory: Path, prompts, model, executor: str, shards: int, repeats: int,
@@ -63,7 +63,7 @@ def sampling_seconds(directory: Path, prompts, model, executor: str, shards: int
     round_dir = RoundDirectory(directory / f"{executor}-{shards}")
     plan = plan_shards(prompts.read().num_rows - 8, shards, None,
                        prompts_per_batch(sampling.batch_size, sampling.samples_per_prompt))
-    task = stored_in(sample_task, round_dir.directory).with_options(refresh_cache=True)
+    task = stored_in(sample_task, round_dir.directory, directory).with_options(refresh_cache=True)
     calls = [dict(prompts=prompts, sampler=model, reference=model, sampling=sampling,
                   task=TaskConfig(), round_index=0, out_path=part_path(round_dir, "rollouts", shard),
                   shard=shard) for shard in plan]

@@ -24,9 +24,9 @@ def reference_policy(reference: ReferenceConfig, task: TaskConfig, runs: RunsDir
             return resolve_model_task(reference.model)
         digest = file_digest(gguf)
         out_dir = converted_dir(runs, reference.model, digest)
-        return stored_in(convert_reference_task, out_dir.parent)(str(gguf), digest, str(out_dir))
+        return stored_in(convert_reference_task, out_dir.parent, runs.root)(str(gguf), digest, str(out_dir))
     out_dir = embedded_reference_dir(runs, reference, task)
-    return stored_in(bootstrap_reference_task, out_dir.parent)(
+    return stored_in(bootstrap_reference_task, out_dir.parent, runs.root)(
         reference, task.seed, task.heldout_prompts, str(out_dir)
     )
 

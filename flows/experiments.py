@@ -41,7 +41,7 @@ def experiment_target_match(
     round_dir = runs.round(data.pipeline, data.round)
 
     def cached(task, directory=round_dir.directory):
-        return stored_in(task, directory)
+        return stored_in(task, directory, runs.root)
 
     with runs.pipeline(data.pipeline).lock():
         scored = round_rollouts(data, runs, round_inputs(data, runs))
@@ -101,7 +101,7 @@ def experiment_saturation(config: SaturationConfig = SaturationConfig(), runs_di
         })
         points.append((n, epochs, bolt_round(config=round_config, runs_dir=str(runs))))
     out_dir = runs.experiment("e2")
-    return stored_in(report_saturation_task, out_dir)(
+    return stored_in(report_saturation_task, out_dir, runs.root)(
         config.model_dump(mode="json"), points, config.fixed_samples_per_prompt,
         config.fixed_epochs, str(out_dir), runs,
     )

@@ -4,12 +4,14 @@ importance sampling (docs/DESIGN.md "Replay"). Returns what the fit reads."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow.parquet as pq
 
 from bolt_tasks.core.catalogue import RoundDirectory, RunsDirectory
 from bolt_tasks.core.config import RoundConfig
 from bolt_tasks.core.results import RoundRollouts
-from bolt_tasks.core.storage import ModelRef, TableRef, directory_digest
+from bolt_tasks.core.storage import ModelRef, TableRef
 from bolt_tasks.stages.replay_stage import pool_logprobs_task, pool_task, replay_weights_task
 
 
@@ -17,10 +19,15 @@ def replays(config: RoundConfig) -> bool:
     return config.weighting.replay_rounds > 0 and config.round > 0
 
 
-def sampler_of(rollouts_path: str) -> ModelRef:
-    """The policy that sampled a round (its rollouts name it)."""
-    path = pq.read_table(rollouts_path, columns=["sampler_model"])["sampler_model"][0].as_py()
-    return ModelRef(path, directory_digest(path))
+def sampler_of(rollouts_path: str, runs: RunsDirectory) -> ModelRef:
+    """The policy that sampled a round, as its rollouts name it: a folder of the runs directory
+    (named relative to it), a user's folder (absolute) or a hub id."""
+    recorded = pq.read_table(rollouts_path, columns=["sampler_model"])["sampler_model"][0].as_py()
+    if Path(recorded).is_absolute():
+        return ModelRef.of_directory(recorded)
+    if (runs.root / recorded).is_dir():
+        return ModelRef.of_directory(runs.root / recorded)
+    return ModelRef(recorded, f"hub:{recorded}")  # as bolt_tasks/stages/model_sources.py names one
 
 
 def replayed_weights(config: RoundConfig, runs: RunsDirectory, round_dir: RoundDirectory,
@@ -31,7 +38,8 @@ def replayed_weights(config: RoundConfig, runs: RunsDirectory, round_dir: RoundD
     earlier = {k: runs.round(config.pipeline, k) for k in range(first, config.round)}
     rounds = {k: (TableRef.of_file(d.table("rollouts")), TableRef.of_file(d.table("rewards")))
               for k, d in earlier.items()} | {config.round: (scored.rollouts, scored.rewards)}
-    samplers = {k: sampler_of(d.table("rollouts")) for k, d in earlier.items()} | {config.round: scored.sampler}
+    samplers = {k: sampler_of(d.table("rollouts"), runs) for k, d in earlier.items()} | {
+        config.round: scored.sampler}
     pooled_rollouts, pooled_rewards = cached(pool_task)(
         rounds, config.round, round_dir.table("replay_rollouts"), round_dir.table("replay_rewards"))
     logprobs = cached(pool_logprobs_task)(pooled_rollouts, samplers, round_dir.table("replay_logprobs"),

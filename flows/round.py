@@ -43,11 +43,11 @@ from flows.replay import replayed_weights, replays
 from flows.sharding import gathered, prompt_shards, shard_paths
 
 
-def round_task(task, round_dir: RoundDirectory, round_index: int, what: str = ""):
+def round_task(task, runs: RunsDirectory, round_dir: RoundDirectory, round_index: int, what: str = ""):
     """The stage's task, cached in the round directory, its runs named by stage, round and
     what it works on (a policy, a shard)."""
     name = f"{task.name}-round-{round_index}{what}"
-    return stored_in(task, round_dir.directory).with_options(task_run_name=name)
+    return stored_in(task, round_dir.directory, runs.root).with_options(task_run_name=name)
 
 
 @flow(name="bolt-round")
@@ -67,7 +67,7 @@ def round_inputs(config: RoundConfig, runs: RunsDirectory) -> TableRef:
     round_dir = runs.round(config.pipeline, config.round)
     check_round_task(config, round_dir)
     check_inputs_task(config, runs)
-    prompts = round_task(prompts_task, round_dir, config.round)(config.task, round_dir.table("prompts"))
+    prompts = round_task(prompts_task, runs, round_dir, config.round)(config.task, round_dir.table("prompts"))
     claim_round_task(config, round_dir)
     return prompts
 
@@ -82,7 +82,7 @@ def round_rollouts(
     round_dir = runs.round(config.pipeline, config.round)
 
     def cached(task, what: str = ""):
-        return round_task(task, round_dir, config.round, what)
+        return round_task(task, runs, round_dir, config.round, what)
 
     reference = reference or reference_policy(config.reference, config.task, runs)
     sampler = sampler or reference
@@ -92,15 +92,16 @@ def round_rollouts(
         per_shard = "-{shard.name}" if len(plan) > 1 else ""  # filled in by Prefect from the task's shard
         rollout_parts = shards.map(cached(sample_task, f"-pi_{config.round}{per_shard}"), [
             dict(prompts=prompts, sampler=sampler, reference=reference, sampling=config.sampling,
-                 task=config.task, round_index=config.round, out_path=path, shard=shard)
+                 task=config.task, round_index=config.round, out_path=path, shard=shard,
+                 runs_root=str(runs.root))
             for shard, path in zip(plan, shard_paths(round_dir, "rollouts", plan))
         ], gpus=shard_gpus(config.sampling))
         reward_parts = shards.map(cached(score_task), [
             dict(prompts=prompts, rollouts=part, task=config.task, out_path=path)
             for part, path in zip(rollout_parts, shard_paths(round_dir, "rewards", plan))
         ])
-    rollouts = gathered(rollout_parts, ("rollouts",), round_dir)
-    rewards = gathered(reward_parts, ("rewards",), round_dir)
+    rollouts = gathered(rollout_parts, ("rollouts",), runs, round_dir)
+    rewards = gathered(reward_parts, ("rewards",), runs, round_dir)
     return RoundRollouts(prompts, reference, sampler, rollouts, rewards)
 
 
@@ -131,7 +132,7 @@ def _round_stages(
     round_dir = runs.round(config.pipeline, config.round)
 
     def cached(task, what: str = ""):
-        return round_task(task, round_dir, config.round, what)
+        return round_task(task, runs, round_dir, config.round, what)
 
     with ShardRunners(config.execution, runs.root, config.sampling.tensor_parallel_size) if shards is None else nullcontext(shards) as shards:
         scored = round_rollouts(config, runs, prompts, reference, sampler, shards)
@@ -166,7 +167,7 @@ def _round_stages(
                     plan, shard_paths(round_dir, f"{name}_eval", plan),
                     shard_paths(round_dir, f"{name}_samples", plan))
             ], gpus=shard_gpus(config.sampling))
-            evaluations[name] = gathered(parts, (f"{name}_eval", f"{name}_samples"), round_dir)
+            evaluations[name] = gathered(parts, (f"{name}_eval", f"{name}_samples"), runs, round_dir)
     (reference_eval, reference_samples), (policy_eval, _) = evaluations["reference"], evaluations["policy"]
     policy_logprobs = cached(sample_logprobs_task)(
         reference_samples, policy, round_dir.table("reference_samples_policy_logprobs"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from bolt_tasks.core.caching import stored_in
-from bolt_tasks.core.catalogue import RoundDirectory
+from bolt_tasks.core.catalogue import RoundDirectory, RunsDirectory
 from bolt_tasks.core.config import SamplingConfig
 from bolt_tasks.core.gather_stage import gather_task
 from bolt_tasks.core.shards import Shard, part_path, plan_shards
@@ -25,10 +25,10 @@ def prompt_shards(prompts: TableRef, split: str, sampling: SamplingConfig, batch
                        sampling.prompts_per_shard, prompts_per_batch(batch_size, samples_per_prompt))
 
 
-def gathered(parts: list, tables: tuple[str, ...], round_dir: RoundDirectory):
+def gathered(parts: list, tables: tuple[str, ...], runs: RunsDirectory, round_dir: RoundDirectory):
     """The round's tables from the shards' parts: one TableRef per name in `tables` (each part
     result is a TableRef, or a tuple of them in `tables` order)."""
-    gather = stored_in(gather_task, round_dir.directory)
+    gather = stored_in(gather_task, round_dir.directory, runs.root)
     columns = [[part] if len(tables) == 1 else list(part) for part in parts]
     refs = []
     for position, table in enumerate(tables):

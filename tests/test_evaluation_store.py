@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 
 from bolt_tasks.core.config import EvaluationConfig, TaskConfig
 from bolt_tasks.core.shards import Shard
-from bolt_tasks.core.storage import ModelRef
+from bolt_tasks.core.storage import ModelRef, write_table_atomic
 from bolt_tasks.stages import evaluation_store
 
 MODEL = ModelRef(path="/runs/a/round-0/policy", digest="aaaa")
@@ -55,9 +55,7 @@ def test_fetch_returns_what_keep_stored_and_nothing_before(tmp_path):
     assert evaluation_store.fetch(store, key(), out, samples) is None
     assert not out.exists()
 
-    pq.write_table(pa.table({"accuracy": [0.25]}), out)
-    pq.write_table(pa.table({"prompt_id": ["h0"], "reward": [1.0]}), samples)
-    evaluation_store.keep(store, key(), out, samples)
+    evaluation_store.keep(store, key(), evaluated(out, samples))
     out.unlink(), samples.unlink()
 
     fetched = evaluation_store.fetch(store, key(), out, samples)
@@ -72,3 +70,23 @@ def test_an_entry_missing_a_file_is_not_fetched(tmp_path):
     (store / key()).mkdir(parents=True)
     pq.write_table(pa.table({"accuracy": [0.25]}), store / key() / "eval.parquet")
     assert evaluation_store.fetch(store, key(), tmp_path / "e.parquet", tmp_path / "s.parquet") is None
+
+
+def evaluated(out, samples):
+    return (write_table_atomic(pa.table({"accuracy": [0.25]}), out),
+            write_table_atomic(pa.table({"prompt_id": ["h0"], "reward": [1.0]}), samples))
+
+
+def test_an_entry_whose_content_changed_is_not_fetched_and_the_log_names_the_file(tmp_path, caplog):
+    store, out, samples = tmp_path / "evaluations", tmp_path / "eval.parquet", tmp_path / "samples.parquet"
+    evaluation_store.keep(store, key(), evaluated(out, samples))
+    stored = store / key() / "samples.parquet"
+    stored.write_bytes(stored.read_bytes()[: stored.stat().st_size // 2])
+    with caplog.at_level("WARNING"):
+        assert evaluation_store.fetch(store, key(), out, samples) is None
+    assert f"{stored} changed since it was stored" in caplog.text
+
+    evaluation_store.keep(store, key(), evaluated(out, samples))  # evaluated again: whole again
+    assert evaluation_store.fetch(store, key(), out, samples) is not None
+    (store / key() / "digests.json").unlink()
+    assert evaluation_store.fetch(store, key(), out, samples) is None

@@ -63,6 +63,18 @@ CASES = {
     "a mapped prompt column the file does not have": (
         lambda t: user_files(t, GOOD) + ["--set", "task.prompt_field=question"],
         "train.jsonl line 1: missing field 'question'"),
+    "held-out prompts that repeat training ones, read from a mapped field": (
+        lambda t: ["--prompts", str(jsonl(t / "train.jsonl", {"question": "1+1=", "answer": "2"},
+                                          {"question": "12+34=", "answer": "046"})),
+                   "--heldout", str(jsonl(t / "heldout.jsonl", {"question": "9+9=", "answer": "18"},
+                                          {"question": "12+34=", "answer": "046"})),
+                   "--set", "task.prompt_field=question"],
+        "heldout.jsonl line 2: field 'question' repeats a training prompt ("),
+    "a prompt longer than the model's context, read from a mapped field": (
+        lambda t: ["--prompts", str(jsonl(t / "train.jsonl", {"question": "1+" * 40 + "=", "answer": "2"})),
+                   "--heldout", str(jsonl(t / "heldout.jsonl", {"question": "9+9=", "answer": "18"})),
+                   "--set", "task.prompt_field=question"],
+        "train.jsonl line 1: field 'question' is 82 tokens"),
     "a chat row without a user turn": (
         lambda t: user_files(t, {"messages": [{"role": "assistant", "content": "hi"}], "answer": "1"}),
         "train.jsonl line 1: field 'messages' has no user turn"),
@@ -149,6 +161,22 @@ def test_bad_input_is_one_line_before_anything_starts(tmp_path, case):
     assert message in " ".join(result.stderr.split()), result.stderr
     assert "Starting temporary Prefect server" not in result.stdout  # refused before Prefect
     assert not (tmp_path / "runs").exists()  # nothing written, nothing claimed
+
+
+def test_files_with_a_byte_order_mark_crlf_line_ends_and_blank_lines_are_read(tmp_path):
+    """Windows-saved files: UTF-8 with BOM (.jsonl and .json), CRLF, blank lines. The CLI reads
+    both files whole, then refuses their one shared prompt, quoting it and its lines as read."""
+    train = tmp_path / "train.jsonl"
+    lines = [json.dumps(GOOD | {"prompt": "11+11="}), "", json.dumps(GOOD), ""]
+    train.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n")
+    heldout = tmp_path / "heldout.json"
+    heldout.write_bytes(b"\xef\xbb\xbf\r\n\r\n" + json.dumps(GOOD).encode() + b"\r\n")
+    result = bolt("run", "--prompts", str(train), "--heldout", str(heldout),
+                  "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path, env=own_server_env())
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert (f"{heldout} line 3: field 'prompt' repeats a training prompt ({train} line 3): '12+34='"
+            in " ".join(result.stderr.split())), result.stderr
+    assert not (tmp_path / "runs").exists()
 
 
 def test_generated_ids_of_two_files_with_one_name_do_not_collide(tmp_path):

@@ -95,6 +95,32 @@ def test_heldout_overlapping_training_is_refused(tmp_path):
         build_prompts(user_task(train, heldout))
 
 
+def test_heldout_overlap_names_the_users_field_and_both_lines(tmp_path):
+    train = write_jsonl(tmp_path / "train.jsonl", [{"question": "1+1=", "answer": "2"},
+                                                   {"question": "2+2=", "answer": "4"}])
+    heldout = write_jsonl(tmp_path / "heldout.jsonl", [{"question": "2+2=", "answer": "4"}])
+    task = TaskConfig(prompts_file=train, heldout_file=heldout, prompt_field="question")
+    with pytest.raises(BoltInputError) as error:
+        build_prompts(task)
+    assert str(error.value).startswith(
+        f"{heldout} line 1: field 'question' repeats a training prompt ({train} line 2): '2+2='; "
+        "1 held-out prompt(s) repeat training prompts")
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
+def test_a_byte_order_mark_crlf_and_blank_lines_read_as_the_plain_file(tmp_path, suffix):
+    records = [{"prompt": "1+1=", "answer": "2"}, {"prompt": "2+2=", "answer": "4", "id": 7}]
+    plain = write_jsonl(tmp_path / f"plain{suffix}", records)
+    windows = tmp_path / f"windows{suffix}"
+    lines = [json.dumps(records[0]), "", json.dumps(records[1]), ""]
+    windows.write_bytes("\ufeff".encode() + "\r\n".join(lines).encode())
+    heldout = write_jsonl(tmp_path / "heldout.jsonl", [{"prompt": "9+9=", "answer": "18"}])
+    read = [build_prompts(user_task(train, heldout)).drop_columns(["prompt_id"]).to_pylist()
+            for train in (plain, windows)]
+    assert [r["prompt"] for r in read[1]] == ["1+1=", "2+2=", "9+9="]
+    assert read[0] == read[1]
+
+
 WRONG_TYPES = {"a number": 7, "a list": ["7"], "an object": {"text": "7"}, "a boolean": True}
 
 

@@ -48,7 +48,7 @@ def test_a_refreshed_round_samples_the_merged_lora_policy(runs, tmp_path):
     round0, round1 = pipeline / "round-0", pipeline / "round-1"
 
     rollouts = pq.read_table(round0 / "rollouts.parquet").to_pylist()
-    assert len(rollouts) == 8 and all(r["sampler_model"] == str(converted) for r in rollouts)
+    assert len(rollouts) == 8 and all(r["sampler_model"] == f"reference/{converted.name}" for r in rollouts)
     assert all(r["prompt_text"].endswith("<|im_start|>assistant\n") for r in rollouts)  # chat template
     rewards = pq.read_table(round0 / "rewards.parquet").to_pylist()
     assert {r["verifier"] for r in rewards} == {"math"} and all(r["error"] is None for r in rewards)

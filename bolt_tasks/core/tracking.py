@@ -1,7 +1,7 @@
 """MLflow plumbing: a client for the runs directory's store, experiments, params and metrics.
 
-Default store: SQLite at runs/mlflow.db with artifacts in runs/mlartifacts (no server);
-MLFLOW_TRACKING_URI points it elsewhere. MlflowClient is used instead of the fluent API so
+Default store: SQLite at runs/mlflow.db with artifacts in runs/mlartifacts (no server), moved
+with the runs directory (core/tracking_relocation.py); MLFLOW_TRACKING_URI points it elsewhere. MlflowClient is used instead of the fluent API so
 nothing depends on a thread-local active run. MLflow itself is imported lazily: it takes
 seconds.
 """
@@ -13,6 +13,7 @@ import os
 from contextlib import contextmanager
 
 from bolt_tasks.core.catalogue import RunsDirectory
+from bolt_tasks.core.tracking_relocation import relocate_store
 
 
 def mlflow_client(runs: RunsDirectory):
@@ -28,8 +29,11 @@ def mlflow_client(runs: RunsDirectory):
     with open(runs.mlflow_store_lock, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            if uri == f"sqlite:///{runs.mlflow_store}" and not runs.mlflow_store.exists():
-                _create_store(uri, runs)
+            if uri == f"sqlite:///{runs.mlflow_store}":
+                if not runs.mlflow_store.exists():
+                    _create_store(uri, runs)
+                else:
+                    relocate_store(runs.mlflow_store, runs.root)
             # The constructor already opens the store, and with it runs the migration.
             return mlflow.MlflowClient(uri)
         finally:

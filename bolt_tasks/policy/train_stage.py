@@ -7,7 +7,7 @@ from __future__ import annotations
 from bolt_tasks.core.caching import stage
 from bolt_tasks.core.config import TrainingConfig
 from bolt_tasks.core.config_execution import ExecutionConfig
-from bolt_tasks.core.storage import ModelRef, TableRef, directory_digest
+from bolt_tasks.core.storage import ModelRef, TableRef
 from bolt_tasks.policy.ray_training import train_on_ray
 from bolt_tasks.policy.torchrun import train_with_torchrun
 from bolt_tasks.policy.training import train_policy
@@ -26,4 +26,4 @@ def train_task(
         log = TableRef.of_file(log_path)
     else:
         log = train_policy(rollouts.read(), weights.read(), start_model.path, training, out_dir, log_path)
-    return ModelRef(out_dir, directory_digest(out_dir)), log
+    return ModelRef.of_directory(out_dir), log

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from bolt_tasks.core.catalogue import RoundDirectory
+from bolt_tasks.core.relocation import inside_runs
 from bolt_tasks.core.config import SamplingConfig, TaskConfig
 from bolt_tasks.core.shards import Shard
 from bolt_tasks.core.storage import TableRef
@@ -36,6 +37,7 @@ def sample_rollouts(
     round_index: int,
     out_path: str | Path,
     shard: Shard | None = None,
+    runs_root: str | Path | None = None,
 ) -> TableRef:
     """Sample N responses for every training prompt of `shard` (all of them by default); write
     rollouts.parquet (or the shard's part). Each prompt's responses come from its own seed.
@@ -45,7 +47,9 @@ def sample_rollouts(
     otherwise a float32 pass of the same backend computes it (vLLM: its prompt log-probs of
     prompt + response). sampler_logprob is always what the sampler drew with (its dtype), so the
     importance term log pi_ref - log q corrects for a bf16 sampler too. The vLLM engine's own output
-    goes to vllm-sample.log / vllm-logprobs.log beside the table (or part).
+    goes to vllm-sample.log / vllm-logprobs.log beside the table (or part). sampler_model names
+    the sampler relative to `runs_root` when it lies in that runs directory (a moved directory's
+    tables stay the same bytes), else as given (a user's folder, a hub id).
     """
     logs, suffix = RoundDirectory(Path(out_path).parent), shard.log_suffix if shard else ""
     sampler = sampler_for(sampling)
@@ -82,7 +86,7 @@ def sample_rollouts(
             "reference_logprob": reference_logprobs,
             "num_tokens": [len(t) for t in result.token_ids],
             "finish_reason": result.finish_reasons,
-            "sampler_model": [str(sampler_model)] * rows,
+            "sampler_model": [inside_runs(sampler_model, runs_root)] * rows,
             "round": [round_index] * rows,
         },
         schema=ROLLOUTS.schema,

@@ -35,7 +35,7 @@ def evaluate_task(
     result = evaluate_policy(table, model.path, reference.path, evaluation, task, out_path,
                              samples_path, stop, shard)
     if key:
-        evaluation_store.keep(Path(store), key, out_path, samples_path)
+        evaluation_store.keep(Path(store), key, result)
     return result
 
 

@@ -8,11 +8,14 @@ numbers depend on: the model and reference by content digest, the held-out rows 
 (prompt, answer, messages, metadata: not the table's path, nor its training rows), the
 evaluation settings, the task's presentation and verifier (with a user's verifier code), the
 stop strings, and the source of the code that evaluates. An entry is two Parquet files under
-runs/evaluations/<key>/, written atomically; delete the folder to forget them.
+runs/evaluations/<key>/ and digests.json, their content digests, each written atomically; delete
+the folder to forget them. An entry whose files are missing or whose content is not the recorded
+one is not used (one log line names the file): the evaluation runs again and replaces it.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -23,9 +26,11 @@ from prefect.utilities.hashing import hash_objects
 from bolt_tasks.core.caching import code_sources
 from bolt_tasks.core.config import EvaluationConfig, TaskConfig
 from bolt_tasks.core.shards import Shard
-from bolt_tasks.core.storage import ModelRef, TableRef, atomic_path
+from bolt_tasks.core.progress import run_logger
+from bolt_tasks.core.storage import ModelRef, TableRef, atomic_path, write_text_atomic
 
 EVALUATION_FILES = ("eval.parquet", "samples.parquet")
+DIGESTS = "digests.json"
 # What a held-out evaluation's numbers do not depend on: which training prompts there are.
 _TRAINING_ONLY = {"train_prompts", "prompts_file", "heldout_file"}
 
@@ -48,20 +53,41 @@ def evaluation_key(prompts: pa.Table, model: ModelRef, reference: ModelRef,
 
 
 def fetch(store: Path, key: str, out_path: str | Path, samples_path: str | Path) -> tuple[TableRef, TableRef] | None:
-    """The stored evaluation copied to the round's paths, or None when there is none."""
+    """The stored evaluation copied to the round's paths, or None when there is none or it is
+    damaged (a file missing, or its content not the digest keep recorded)."""
     entry = store / key
-    if not all((entry / name).is_file() for name in EVALUATION_FILES):
+    if not entry.is_dir():
         return None
+    try:
+        digests = json.loads((entry / DIGESTS).read_text())
+    except (OSError, ValueError) as error:
+        run_logger().warning(f"evaluation store entry {entry}: {entry / DIGESTS} cannot be read "
+                             f"({getattr(error, 'strerror', None) or error}); evaluating again")
+        return None
+    refs = []
     for name, destination in zip(EVALUATION_FILES, (out_path, samples_path)):
-        with atomic_path(destination) as temp:
-            shutil.copyfile(entry / name, temp)
-    return TableRef.of_file(out_path), TableRef.of_file(samples_path)
+        try:
+            with atomic_path(destination) as temp:
+                shutil.copyfile(entry / name, temp)
+        except FileNotFoundError:
+            run_logger().warning(f"evaluation store entry {entry}: {entry / name} is missing; evaluating again")
+            return None
+        refs.append(TableRef.of_file(destination))
+        if refs[-1].digest != digests.get(name):
+            run_logger().warning(f"evaluation store entry {entry}: {entry / name} changed since it was "
+                                 f"stored (sha256 {refs[-1].digest}, stored {digests.get(name)}); evaluating again")
+            return None
+    return refs[0], refs[1]
 
 
-def keep(store: Path, key: str, out_path: str | Path, samples_path: str | Path) -> None:
-    """Store a round's evaluation under its key (each file renamed into place whole)."""
+def keep(store: Path, key: str, evaluated: tuple[TableRef, TableRef]) -> None:
+    """Store a round's evaluation under its key (each file renamed into place whole), the
+    digests last: an entry without them is not used."""
     entry = store / key
     entry.mkdir(parents=True, exist_ok=True)
-    for name, source in zip(EVALUATION_FILES, (out_path, samples_path)):
+    (entry / DIGESTS).unlink(missing_ok=True)
+    for name, ref in zip(EVALUATION_FILES, evaluated):
         with atomic_path(entry / name) as temp:
-            shutil.copyfile(source, temp)
+            shutil.copyfile(ref.path, temp)
+    write_text_atomic(json.dumps({name: ref.digest for name, ref in zip(EVALUATION_FILES, evaluated)}),
+                      entry / DIGESTS)

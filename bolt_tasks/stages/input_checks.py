@@ -13,11 +13,11 @@ from collections.abc import Callable
 import pyarrow as pa
 
 from bolt_tasks.core.catalogue import RunsDirectory
-from bolt_tasks.core.config import ReferenceConfig, RoundConfig
+from bolt_tasks.core.config import ReferenceConfig, RoundConfig, TaskConfig
 from bolt_tasks.core.errors import BoltInputError
 from bolt_tasks.policy.character_tokenizer import character_backend
 from bolt_tasks.stages.arithmetic import EMBEDDED_CONTEXT
-from bolt_tasks.stages.prompt_files import read_prompts
+from bolt_tasks.stages.prompt_files import prompt_field, read_prompts
 from bolt_tasks.stages.verifier_registry import resolve_verifier
 
 Encoder = Callable[[list[str]], list[list[int]]]
@@ -59,14 +59,17 @@ def _unencodable(text: str, vocabulary: dict) -> str:
 
 def check_prompts_fit(
     prompts: pa.Table, sources: dict[str, str], encode: Encoder, vocabulary: dict,
-    context: int | None, max_new_tokens: int, max_chars: int,
+    context: int | None, max_new_tokens: int, max_chars: int, task: TaskConfig = TaskConfig(),
 ) -> None:
     """Every prompt within max_chars, encodable by the tokenizer, and short enough that it and
-    the longest response fit the model's context."""
+    the longest response fit the model's context. Messages name the field of `task`'s files the
+    prompt was read from."""
     ids, texts = prompts["prompt_id"].to_pylist(), prompts["prompt"].to_pylist()
+    fields = {prompt_id: prompt_field(messages, task)
+              for prompt_id, messages in zip(ids, prompts["messages"].to_pylist())}
     for prompt_id, text in zip(ids, texts):
         if len(text) > max_chars:
-            raise BoltInputError(f"{sources[prompt_id]}: field 'prompt' has {len(text):,} characters, "
+            raise BoltInputError(f"{sources[prompt_id]}: field '{fields[prompt_id]}' has {len(text):,} characters, "
                                  f"above task.max_prompt_chars={max_chars:,}")
     try:
         encoded = encode(texts)
@@ -77,7 +80,7 @@ def check_prompts_fit(
             except Exception as error:
                 characters = _unencodable(text, vocabulary)
                 detail = f"characters it cannot encode: {characters}" if characters else str(error)
-                raise BoltInputError(f"{sources[prompt_id]}: field 'prompt' cannot be tokenized "
+                raise BoltInputError(f"{sources[prompt_id]}: field '{fields[prompt_id]}' cannot be tokenized "
                                      f"by the reference policy's tokenizer ({detail})") from None
         raise
     if context is None:
@@ -85,7 +88,7 @@ def check_prompts_fit(
     for prompt_id, tokens in zip(ids, encoded):
         if len(tokens) + max_new_tokens > context:
             raise BoltInputError(
-                f"{sources[prompt_id]}: field 'prompt' is {len(tokens):,} tokens; with up to "
+                f"{sources[prompt_id]}: field '{fields[prompt_id]}' is {len(tokens):,} tokens; with up to "
                 f"{max_new_tokens} new tokens it does not fit the reference model's context of "
                 f"{context:,} tokens")
 
@@ -99,5 +102,5 @@ def check_round_inputs(config: RoundConfig, runs: RunsDirectory) -> None:
     encode, vocabulary, context = reference_encoder(config.reference)
     longest_response = max(config.sampling.max_new_tokens, config.evaluation.max_new_tokens)
     check_prompts_fit(prompts, sources, encode, vocabulary, context, longest_response,
-                      config.task.max_prompt_chars)
+                      config.task.max_prompt_chars, config.task)
     runs.create()

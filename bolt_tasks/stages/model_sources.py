@@ -17,7 +17,7 @@ from bolt_tasks.policy.model_files import convert_gguf
 def convert_reference_task(gguf: str, gguf_digest: str, out_dir: str) -> ModelRef:
     """Keyed on the checkpoint's content (gguf_digest): converted once, then reused."""
     convert_gguf(Path(gguf), out_dir)
-    return ModelRef(out_dir, directory_digest(out_dir))
+    return ModelRef.of_directory(out_dir)
 
 
 @task(name="resolve-reference", cache_policy=NO_CACHE)

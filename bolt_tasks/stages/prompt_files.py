@@ -22,10 +22,11 @@ from bolt_tasks.stages.reasoning_gym_source import generated_rows
 
 
 def _jsonl_lines(path: Path) -> list[str]:
-    """The file's lines, decoded as UTF-8, or an error naming the first line that is not."""
+    """The file's lines, decoded as UTF-8 (a byte-order mark, as Notepad, Excel and PowerShell
+    write, dropped; CRLF or LF line ends), or an error naming the first line that is not."""
     data = path.read_bytes()
     try:
-        return data.decode("utf-8").splitlines()
+        return data.decode("utf-8-sig").splitlines()
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
         raise BoltInputError(
@@ -194,11 +195,15 @@ def read_prompts(task: TaskConfig) -> tuple[pa.Table, dict[str, str]]:
         return table.cast(PROMPTS.schema), dict.fromkeys(table["prompt_id"].to_pylist(), "built-in task")
     train = load_prompt_file(task.prompts_file, "train", task)
     heldout = load_prompt_file(task.heldout_file, "heldout", task)
-    overlap = {r["prompt"] for r in train} & {r["prompt"] for r in heldout}
-    if overlap:
+    training_prompts = {r["prompt"]: r for r in train}
+    repeats = [r for r in heldout if r["prompt"] in training_prompts]
+    if repeats:
+        first = repeats[0]
         raise BoltInputError(
-            f"{task.heldout_file}: field 'prompt' repeats {len(overlap)} training prompt(s), "
-            f"e.g. {sorted(overlap)[0]!r}; held-out prompts must not overlap training prompts"
+            f"{first['source']}: field '{prompt_field(first['messages'], task)}' repeats a training "
+            f"prompt ({training_prompts[first['prompt']]['source']}): {first['prompt']!r}; "
+            f"{len(repeats)} held-out prompt(s) repeat training prompts, and held-out prompts must "
+            "not overlap training prompts"
         )
     train_ids = {r["prompt_id"] for r in train}
     clash = [r["prompt_id"] for r in heldout if r["prompt_id"] in train_ids]
@@ -207,6 +212,11 @@ def read_prompts(task: TaskConfig) -> tuple[pa.Table, dict[str, str]]:
     rows = train + heldout
     return (pa.Table.from_pylist(rows, schema=PROMPTS.schema),
             {row["prompt_id"]: row["source"] for row in rows})
+
+
+def prompt_field(messages: str | None, task: TaskConfig) -> str:
+    """The field of the user's file a prompt was read from (for messages naming it)."""
+    return task.messages_field if messages is not None else task.prompt_field
 
 
 def build_prompts(task: TaskConfig) -> pa.Table:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from bolt_tasks.core.caching import stage
 from bolt_tasks.core.config import ReferenceConfig
-from bolt_tasks.core.storage import ModelRef, directory_digest
+from bolt_tasks.core.storage import ModelRef
 from bolt_tasks.stages.reference import train_reference
 
 
@@ -16,4 +16,4 @@ def bootstrap_reference_task(
     """Keyed on the recipe and the held-out split only, so rounds with any number of training
     prompts share one reference."""
     train_reference(reference, split_seed, heldout_prompts, out_dir)
-    return ModelRef(out_dir, directory_digest(out_dir))
+    return ModelRef.of_directory(out_dir)

@@ -289,6 +289,32 @@ def zero_information(data: dict) -> str:
     return caption + "\n\n" + table(header, rows)
 
 
+def cache_check(data: dict) -> str:
+    """bench/cache_check.py: what checking a cache hit costs, stage by stage and on a large table."""
+    def mb(size):
+        return f"{size / 1e6:.1f} MB"
+
+    def ms(value):
+        if value < 1e-3:
+            return f"{value * 1e6:.0f} µs"
+        return f"{value * 1e3:.2f} ms" if value < 1 else seconds(value)
+
+    rows = [[s["result"], s["files"], mb(s["bytes"]), ms(s["read_seconds"]), ms(s["stamps_seconds"]),
+             ms(s["digests_seconds"])] for s in data["stages"]]
+    total = data["default_round"]
+    rows.append(["the default round, every stage", sum(s["files"] for s in data["stages"]),
+                 mb(total["bytes"]), ms(total["read_seconds"]), ms(total["stamps_seconds"]),
+                 ms(total["digests_seconds"])])
+    large = data["large_table"]
+    header = ["cached result", "files", "size", "record read", "check, files untouched",
+              "check, every mtime moved"]
+    caption = (f"A {large['rows']:,}-row table ({mb(large['bytes'])}): checked in "
+               f"{ms(large['stamps_seconds'])} when untouched, {ms(large['digests_seconds'])} when its "
+               f"mtime moved (hashed again); writing it and its digest took "
+               f"{seconds(large['write_and_digest_seconds'])}.")
+    return caption + "\n\n" + table(header, rows)
+
+
 def views(data: dict) -> dict:
     """The views a JSON of this shape offers, the first being the default."""
     summary = data.get("summary", {})
@@ -312,6 +338,8 @@ def views(data: dict) -> dict:
         return {"rounds": replay_ess}
     if "rhos" in data and "seeds" in data:
         return {"rhos": zero_information}
+    if "large_table" in data and "stages" in data:
+        return {"stages": cache_check}
     return {}
 
 
