@@ -81,15 +81,16 @@ def stage_costs(runs: Path, repeats: int) -> list[dict]:
     records += sorted((runs / "reference" / ".prefect-cache").iterdir())
     rows = []
     for record in records:
-        stored = ResultRecord.deserialize(record.read_bytes())
-        files = named_files(stored.result)
-        name = label(stored.result)
+        # the record's result with its files' stamps as they are now, as a hit leaves the record
+        result = intact(ResultRecord.deserialize(record.read_bytes()).result)
+        files = named_files(result)
+        name = label(result)
         read = best_of(repeats, lambda: ResultRecord.deserialize(record.read_bytes()))
-        stamps = best_of(repeats, lambda: intact(stored.result))
+        stamps = best_of(repeats, lambda: intact(result))
 
         def after_touch():
             touch(files)
-            intact(stored.result)
+            intact(result)
 
         digests = best_of(repeats, after_touch) if files else stamps
         rows.append({"record": record.name, "result": name, "files": len(files),
