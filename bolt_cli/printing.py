@@ -57,8 +57,9 @@ def print_summary(summary: RoundSummary, seconds: float) -> None:
     console.print(f"stage compute time: {stages}", markup=False)
     console.print(f"this invocation: {seconds:.1f}s wall-clock (cached stages are not re-run)")
     console.print(f"tables: {s.round_dir}", markup=False)
-    console.print(f"MLflow run {s.mlflow_run_id} in {s.tracking_uri} "
-                  f"(browse: mlflow ui --backend-store-uri {s.tracking_uri})", markup=False)
+    console.print(f"MLflow run {s.mlflow_run_id} in {s.tracking_uri}", markup=False)
+    console.print(f"browse: mlflow ui --backend-store-uri {s.tracking_uri} --port 5000, then "
+                  f"{s.mlflow_run_page}", markup=False, soft_wrap=True)
 
 
 def print_refresh(result: RefreshResult, seconds: float) -> None:

@@ -31,6 +31,7 @@ from prefect.schedules import Cron, Interval
 from bolt_tasks.core.catalogue import RunsDirectory
 from bolt_tasks.core.config import RefreshConfig, RoundConfig
 from bolt_tasks.core.recipes import ScheduleConfig
+from deployments.form_help import with_literal_help
 from flows.experiments import (
     experiment_frontier,
     experiment_refresh,
@@ -73,7 +74,7 @@ def build_deployments(
         Interval(schedule.interval_seconds, active=active, timezone=refresh_timezone)
         if schedule.interval_seconds else Cron(schedule.cron, active=active, timezone=refresh_timezone)
     )
-    return [
+    deployments = [
         bolt_round.to_deployment(
             name="bolt-round", tags=["bolt"], concurrency_limit=ONE_AT_A_TIME,
             parameters={"config": round_config.model_dump(mode="json"), "runs_dir": runs_dir},
@@ -100,6 +101,7 @@ def build_deployments(
         experiment_frontier.to_deployment(name="bolt-experiment-e5", tags=["bolt"],
                                           parameters={"runs_dir": runs_dir}),
     ]
+    return [with_literal_help(deployment) for deployment in deployments]
 
 
 def serve_deployments(**options) -> None:

@@ -14,6 +14,7 @@ from bolt_tasks.core.catalogue import RunsDirectory
 from bolt_tasks.core.config import RefreshConfig
 from bolt_tasks.core.executors import ShardRunners
 from bolt_tasks.core.results import RefreshResult
+from bolt_tasks.core.run_names import refresh_flow_run_name
 from bolt_tasks.core.tracking import run_failed_on_error
 from bolt_tasks.stages.lineage import (
     finish_parent_run_task,
@@ -24,7 +25,7 @@ from bolt_tasks.stages.round_report import report_rounds_task
 from flows.round import round_stages
 
 
-@flow(name="bolt-refresh")
+@flow(name="bolt-refresh", flow_run_name=refresh_flow_run_name)
 def bolt_refresh(config: RefreshConfig = RefreshConfig(), runs_dir: str = "runs") -> RefreshResult:
     """Add refreshed BOLT rounds to a pipeline: each samples from the newest policy."""
     runs = RunsDirectory.at(runs_dir)

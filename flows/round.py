@@ -15,6 +15,7 @@ from bolt_tasks.core.catalogue import RoundDirectory, RunsDirectory
 from bolt_tasks.core.config import RoundConfig
 from bolt_tasks.core.executors import LocalShards, RayShards, ShardRunners
 from bolt_tasks.core.results import RoundOutputs, RoundRollouts, RoundSummary
+from bolt_tasks.core.run_names import round_flow_run_name
 from bolt_tasks.core.storage import ModelRef, TableRef
 from bolt_tasks.core.tracking import run_failed_on_error
 from bolt_tasks.policy.train_stage import train_task
@@ -28,12 +29,13 @@ from bolt_tasks.stages.round_directory import (
     check_round_task,
     claim_round_task,
 )
-from bolt_tasks.stages.round_report import report_round_task
+from bolt_tasks.stages.round_report import report_round
 from bolt_tasks.stages.round_tracking import (
     close_round_run_task,
     log_round_task,
     log_training_curve_task,
     open_round_run_task,
+    run_page_task,
 )
 from bolt_tasks.stages.summary import summarize_task
 from bolt_tasks.stages.verifiers_stage import score_task
@@ -50,7 +52,7 @@ def round_task(task, runs: RunsDirectory, round_dir: RoundDirectory, round_index
     return stored_in(task, round_dir.directory, runs.root).with_options(task_run_name=name)
 
 
-@flow(name="bolt-round")
+@flow(name="bolt-round", flow_run_name=round_flow_run_name)
 def bolt_round(config: RoundConfig = RoundConfig(), runs_dir: str = "runs") -> RoundSummary:
     """Sample N responses per prompt from pi_ref, score them, weight them by exp(r/beta)/Zhat(x)
     in SQL, fit the policy by weighted maximum likelihood, evaluate it on held-out prompts."""
@@ -181,6 +183,7 @@ def _round_stages(
                            policy_eval, policy_logprobs, evaluation, replay)
     summary = cached(summarize_task)(config, outputs, round_dir)
     cached(log_round_task)(config, summary, runs, run_id)
-    summary = summary.model_copy(update={"mlflow_run_id": run_id, "tracking_uri": runs.tracking_uri()})
-    report_round_task(summary)
+    summary = summary.model_copy(update={"mlflow_run_id": run_id, "tracking_uri": runs.tracking_uri(),
+                                         "mlflow_run_page": run_page_task(runs, run_id)})
+    report_round(summary)
     return summary, policy, scored.reference

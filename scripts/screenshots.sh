@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What a user sees, photographed by a real headless browser: a `bolt run` against a Prefect
 # server, then the flow run's page and its markdown artifact in the Prefect UI, and the round's
-# run, its plots and its model in the MLflow UI. Writes docs/screenshots/*.png.
+# experiment, the run, its tables, plots and logged model in the MLflow UI, each in a fresh
+# browser profile. Writes docs/screenshots/*.png.
 # Needs Chromium from Debian's packages: apt-get install chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +28,7 @@ wait_for http://127.0.0.1:4310/api/health
 pids+=($!)
 wait_for http://127.0.0.1:5310/health
 
-read -r flow_run artifact experiment run < <(.venv/bin/python - "$work/runs" <<'PY'
+read -r flow_run artifact experiment run model < <(.venv/bin/python - "$work/runs" <<'PY'
 import asyncio, sys
 from pathlib import Path
 import mlflow
@@ -43,8 +44,9 @@ async def artifact_id():
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["bolt-default-round-0"])))
         return found[0].id
 
+[model] = client.search_logged_models(experiment_ids=[run.info.experiment_id])
 print(run.data.tags["prefect.flow_run_id"], asyncio.run(artifact_id()), run.info.experiment_id,
-      run.info.run_id)
+      run.info.run_id, model.model_id)
 PY
 )
 
@@ -55,7 +57,12 @@ shoot() {  # NAME URL
 }
 shoot prefect-flow-run "http://127.0.0.1:4310/runs/flow-run/$flow_run"
 shoot prefect-artifact "http://127.0.0.1:4310/artifacts/artifact/$artifact"
-shoot mlflow-run "http://127.0.0.1:5310/#/experiments/$experiment/runs/$run"
-shoot mlflow-metrics "http://127.0.0.1:5310/#/experiments/$experiment/runs/$run/model-metrics"
-shoot mlflow-weights-plot "http://127.0.0.1:5310/#/experiments/$experiment/runs/$run/artifacts/weights.png"
-shoot mlflow-model "http://127.0.0.1:5310/#/experiments/$experiment/runs/$run/artifacts/policy/MLmodel"
+# Each shot is a fresh browser profile: what a new user sees on following the link.
+ml="http://127.0.0.1:5310/#/experiments/$experiment"
+mode="workflowType=machine_learning"
+shoot mlflow-experiment "$ml?$mode"
+shoot mlflow-run "$ml/runs/$run?$mode"
+shoot mlflow-metrics "$ml/runs/$run/model-metrics?$mode"
+shoot mlflow-eval-table "$ml/runs/$run/artifacts/tables/eval.json?$mode"
+shoot mlflow-weights-plot "$ml/runs/$run/artifacts/weights.png?$mode"
+shoot mlflow-model "$ml/models/$model?$mode"

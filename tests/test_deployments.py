@@ -111,12 +111,17 @@ def test_triggered_round_completes_and_is_tracked(served):
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from uuid import UUID
 found = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[UUID("{flow_run}")])))
-print(json.dumps([[a.type, a.key, a.data] for a in found]))
+print(json.dumps([[a.type, a.key, a.data, a.task_run_id and str(a.task_run_id)] for a in found]
+                 + [["flow run name", client.read_flow_run(UUID("{flow_run}")).name, None, None]]))
 """)
-    markdown = [data for kind, key, data in artifacts if kind == "markdown" and key == "bolt-served-round-0"]
+    markdown = [data for kind, key, data, _ in artifacts if kind == "markdown" and key == "bolt-served-round-0"]
     assert len(markdown) == 1, artifacts
+    # the flow run's own artifact (not a task run's), in a flow run named as the MLflow run
+    assert [task_run for kind, key, _, task_run in artifacts if key == "bolt-served-round-0"] == [None]
+    assert ["flow run name", "round 0 · served", None, None] in artifacts
+    assert runs[0].info.run_name == "round 0 · served"
     assert f"| accuracy, temperature 1 | {summary['ref_accuracy']:.3f} | {summary['policy_accuracy']:.3f} |" in markdown[0]
-    assert runs[0].info.run_id in markdown[0]
+    assert runs[0].info.run_id in markdown[0] and "workflowType=machine_learning" in markdown[0]
     # the round's registered policy is an MLflow model that loads and generates
     script = ("import mlflow; mlflow.set_tracking_uri(%r); "
               "print(mlflow.pyfunc.load_model('models:/bolt-served@newest').predict(['12+34='])[0])"
@@ -135,7 +140,8 @@ def test_active_schedule_adds_rounds_untriggered(served):
     rollouts = pipeline / "round-1" / "rollouts.parquet"
     import pyarrow.parquet as pq
 
-    assert set(pq.read_table(rollouts)["sampler_model"].to_pylist()) == {str(pipeline / "round-0" / "policy")}
+    # named relative to the runs directory
+    assert set(pq.read_table(rollouts)["sampler_model"].to_pylist()) == {"served-refresh/round-0/policy"}
 
 
 @pytest.mark.slow

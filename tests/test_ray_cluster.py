@@ -164,7 +164,7 @@ def test_the_rerun_trains_on_both_nodes_and_fits_what_a_clean_fit_and_one_proces
 
     round_dir = runs / "tiny-refresh" / "round-0"
     rollouts = pq.read_table(round_dir / "rollouts.parquet")
-    start_model = rollouts["sampler_model"][0].as_py()
+    start_model = str(runs / rollouts["sampler_model"][0].as_py())  # named relative to the runs dir
     on_two_nodes = load_file(round_dir / "policy" / "model.safetensors")
     losses = pq.read_table(round_dir / "train_log.parquet")["loss"].to_numpy()
 

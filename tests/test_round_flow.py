@@ -70,6 +70,23 @@ def test_round_runs_caches_and_tracks(tmp_path, capsys, monkeypatch):
         a.path for a in mlflow.MlflowClient(summary.tracking_uri).list_artifacts(run.info.run_id)}
     history = mlflow.MlflowClient(summary.tracking_uri).get_metric_history(run.info.run_id, "train.loss")
     assert len(history) == len(pq.read_table(round_dir / "train_log.parquet"))
+    # What the UI shows: a model-training experiment, the round first in the run's name, counts as
+    # params and stage times as tags (not single-bar charts), the summary as a table, the policy
+    # as the run's logged model, its registered version tagged with pipeline and round.
+    client = mlflow.MlflowClient(summary.tracking_uri)
+    assert experiments[0].tags["mlflow.experimentKind"] == "custom_model_development"
+    assert run.info.run_name == "round 0 · tiny"
+    assert run.data.params["count.rollouts"] == str(48 * 4) and "rollouts" not in run.data.metrics
+    assert "stage_seconds.training" not in run.data.metrics
+    assert run.data.tags["bolt.stage_seconds.training"].endswith(" s")
+    assert {"tables/summary.json", "tables/eval.json"} <= tables
+    [logged] = client.search_logged_models(experiment_ids=[run.info.experiment_id])
+    assert logged.name == "policy" and logged.source_run_id == run.info.run_id
+    version = client.get_model_version_by_alias("bolt-tiny", "newest")
+    assert logged.model_id in version.source and version.run_id == run.info.run_id
+    assert version.tags == {"bolt.pipeline": "tiny", "bolt.round": "0"}
+    assert summary.mlflow_run_page == (f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/"
+                                       f"{run.info.run_id}?workflowType=machine_learning")
 
     from bolt_cli.main import main
 

@@ -121,6 +121,7 @@ class RoundSummary(HeldoutFigures, TrainingDataFigures):
     sampler: str
     mlflow_run_id: str | None = None  # set once the round is logged
     tracking_uri: str | None = None
+    mlflow_run_page: str | None = None  # the run in `mlflow ui` on its default port
 
 
 class RefreshResult(_Record):

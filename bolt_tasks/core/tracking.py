@@ -1,9 +1,9 @@
 """MLflow plumbing: a client for the runs directory's store, experiments, params and metrics.
 
 Default store: SQLite at runs/mlflow.db with artifacts in runs/mlartifacts (no server), moved
-with the runs directory (core/tracking_relocation.py); MLFLOW_TRACKING_URI points it elsewhere. MlflowClient is used instead of the fluent API so
-nothing depends on a thread-local active run. MLflow itself is imported lazily: it takes
-seconds.
+with the runs directory (core/tracking_relocation.py); MLFLOW_TRACKING_URI points it elsewhere.
+MlflowClient is used instead of the fluent API so nothing depends on a thread-local active run.
+MLflow itself is imported lazily: it takes seconds.
 """
 
 from __future__ import annotations
@@ -103,11 +103,29 @@ def run_failed_on_error(runs: RunsDirectory, run_id: str):
         yield
 
 
+# MLflow 3's UI opens an experiment as a GenAI one unless it is told otherwise; this tag is what
+# its own "Model training" experiments carry.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+# Where `mlflow ui` serves by default; the link's parameter opens the UI in its model-training
+# mode (the experiment's runs table) even in a browser that never chose a mode.
+MLFLOW_UI = "http://127.0.0.1:5000"
+
+
 def experiment_id(client, name: str, runs: RunsDirectory) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
+        if experiment.tags.get("mlflow.experimentKind") is None:  # made by an older BOLT
+            client.set_experiment_tag(experiment.experiment_id, *next(iter(EXPERIMENT_KIND.items())))
         return experiment.experiment_id
     artifacts = None
     if "MLFLOW_TRACKING_URI" not in os.environ:
         artifacts = runs.mlflow_artifacts.as_uri()
-    return client.create_experiment(name, artifact_location=artifacts)
+    return client.create_experiment(name, artifact_location=artifacts, tags=EXPERIMENT_KIND)
+
+
+def run_page(client, run_id: str, tracking_uri: str) -> str:
+    """The run's page, in the model-training mode: on the tracking server when MLflow logs to
+    one, else in `mlflow ui` on its default host and port."""
+    experiment = client.get_run(run_id).info.experiment_id
+    ui = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else MLFLOW_UI
+    return f"{ui}/#/experiments/{experiment}/runs/{run_id}?workflowType=machine_learning"

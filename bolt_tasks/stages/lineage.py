@@ -14,6 +14,7 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 from bolt_tasks.core.catalogue import PipelineDirectory, RunsDirectory  # noqa: E402
 from bolt_tasks.core.results import RoundSummary  # noqa: E402
+from bolt_tasks.core.run_names import refresh_run_name  # noqa: E402
 from bolt_tasks.core.storage import save_figure_atomic, write_text_atomic  # noqa: E402
 from bolt_tasks.core.tracking import (  # noqa: E402
     experiment_id,
@@ -42,7 +43,7 @@ def start_parent_run_task(pipeline: str, runs: RunsDirectory, first_round: int, 
     client = mlflow_client(runs)
     run = client.create_run(
         experiment_id(client, f"bolt-{pipeline}", runs),
-        run_name=f"{pipeline}/refresh rounds {first_round}-{last_round}",
+        run_name=refresh_run_name(pipeline, first_round, last_round),
         tags={"bolt.pipeline": pipeline, "bolt.kind": "refresh",
               "prefect.flow_run_id": flow_run.id or ""},
     )

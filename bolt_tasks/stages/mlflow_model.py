@@ -1,21 +1,25 @@
-"""A policy as an MLflow model: what `mlflow.pyfunc.load_model("models:/bolt-<pipeline>@newest")`
+"""A policy as an MLflow model: a logged model of its round's run (MLflow 3), registered as a
+version of the pipeline's model, which is what `mlflow.pyfunc.load_model("models:/bolt-<pipeline>@newest")`
 and `mlflow.transformers.load_model` load."""
 
 from __future__ import annotations
 
 
-def log_policy_model(client, run_id: str, policy_dir: str, max_new_tokens: int) -> None:
-    """The policy as the run's `policy` model: transformers flavor, task text-generation, a
+def log_policy_model(client, tracking_uri: str, run_id: str, policy_dir: str, max_new_tokens: int) -> str:
+    """The policy as the run's logged model `policy`: transformers flavor, task text-generation, a
     string-in string-out signature and the tokenizer, so that mlflow.pyfunc.load_model and
-    mlflow.transformers.load_model give a generator. Requirements are pinned from what runs
-    here rather than inferred (the inference imports every optional torch package)."""
+    mlflow.transformers.load_model give a generator; its URI (models:/<model id>). Requirements
+    are pinned from what runs here rather than inferred (the inference imports every optional
+    torch package)."""
     import logging
-    import tempfile
 
     import mlflow.transformers
     import torch
     import transformers
-    from mlflow.models import infer_signature
+    from mlflow.models import Model, infer_signature
+    # The flavors log into "the active run" of the fluent API; Model.log takes the run explicitly
+    # and this context the store, so no process-wide MLflow state is left behind.
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
     from bolt_tasks.policy.modeling import load_policy
 
@@ -24,16 +28,21 @@ def log_policy_model(client, run_id: str, policy_dir: str, max_new_tokens: int) 
     level = quiet.level
     # Its warnings are about hub model cards and licences, which a local policy has none of.
     quiet.setLevel(logging.ERROR)
+    # Made here in the run's experiment: left to Model.log, it would go to the fluent API's
+    # current experiment (the store's deleted "Default").
+    logged = client.create_logged_model(client.get_run(run_id).info.experiment_id, name="policy",
+                                        source_run_id=run_id)
     try:
-        with tempfile.TemporaryDirectory() as scratch:
-            mlflow.transformers.save_model(
-                transformers_model={"model": model, "tokenizer": tokenizer},
-                path=f"{scratch}/policy", task="text-generation",
+        with _use_tracking_uri(tracking_uri):
+            info = Model.log(
+                artifact_path=None, name="policy", flavor=mlflow.transformers, run_id=run_id,
+                model_id=logged.model_id,
+                transformers_model={"model": model, "tokenizer": tokenizer}, task="text-generation",
                 signature=infer_signature(["prompt"], ["prompt and response"]),
                 model_config={"max_new_tokens": max_new_tokens},
                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}",
                                   f"transformers=={transformers.__version__}"],
             )
-            client.log_artifacts(run_id, f"{scratch}/policy", "policy")
     finally:
         quiet.setLevel(level)
+    return info.model_uri

@@ -43,7 +43,10 @@ def round_markdown(summary: RoundSummary) -> str:
         "",
         "Stage compute time: " + ", ".join(f"{name} {value:.1f} s" for name, value in seconds.items()),
         "",
-        f"Tables: `{summary.round_dir}`; MLflow run `{summary.mlflow_run_id}` in `{summary.tracking_uri}`",
+        f"Tables: `{summary.round_dir}`",
+        "",
+        f"MLflow run [{summary.mlflow_run_id}]({summary.mlflow_run_page}) in `{summary.tracking_uri}` "
+        f"(the link opens it in `mlflow ui --backend-store-uri {summary.tracking_uri} --port 5000`)",
     ]
     return "\n".join(lines)
 
@@ -54,9 +57,10 @@ def round_line(summary: RoundSummary) -> str:
             f"{summary.kl:.4f}, target error {summary.target_error:.4f}; MLflow run {summary.mlflow_run_id}")
 
 
-@task(name="report-round", cache_policy=NO_CACHE)
-def report_round_task(summary: RoundSummary) -> None:
-    """Not cached: every flow run that reaches the round, cached or not, shows its figures."""
+def report_round(summary: RoundSummary) -> None:
+    """Every flow run that reaches the round, cached or not, shows its figures: a line in its log
+    and a markdown artifact of the flow run itself (called from the flow, not from a task, whose
+    artifacts the UI files under the task run)."""
     run_logger().info(round_line(summary))
     create_markdown_artifact(round_markdown(summary), key=f"bolt-{artifact_key(summary.pipeline)}-round-{summary.round}",
                              description=f"BOLT round {summary.round} of {summary.pipeline}")

@@ -16,6 +16,7 @@ from bolt_tasks.core.caching import stage
 from bolt_tasks.core.catalogue import RoundDirectory, RunsDirectory
 from bolt_tasks.core.config import RoundConfig
 from bolt_tasks.core.results import RoundSummary
+from bolt_tasks.core.run_names import round_run_name
 from bolt_tasks.core.storage import TableRef
 from bolt_tasks.core.tables import MLFLOW_TABLES, ROLLOUTS, WEIGHTS
 from bolt_tasks.core.tracking import (
@@ -25,11 +26,15 @@ from bolt_tasks.core.tracking import (
     log_params_and_metrics,
     mlflow_client,
     numeric_metrics,
+    run_page,
 )
 from bolt_tasks.stages.mlflow_model import log_policy_model
 
 CONFIGURATION_IN_SUMMARY = ("beta", "round")
 UI_TABLE_ROWS = 500
+# Tables a reader opens in the UI whatever their size (a JSON table of 512 held-out prompts is
+# still small); the others only when they are small, and always as Parquet.
+VIEWED_TABLES = ("eval",)
 
 
 def _existing_run(client, experiment: str, config: RoundConfig, round_dir: str):
@@ -58,7 +63,7 @@ def open_round_run(
         return earlier.info.run_id
     run = client.create_run(
         experiment,
-        run_name=f"{config.pipeline}/round-{config.round}",
+        run_name=round_run_name(config.pipeline, config.round),
         tags={
             "bolt.pipeline": config.pipeline,
             "bolt.round": str(config.round),
@@ -93,16 +98,24 @@ def log_round(config: RoundConfig, summary: RoundSummary, runs: RunsDirectory, r
     client.set_tag(run_id, "bolt.reference_model", summary.reference)
     now = int(time.time() * 1000)
     # The configuration is in the params; the round is each metric's step, so a refresh's
-    # rounds line up with its parent run's metrics by round.
+    # rounds line up with its parent run's metrics by round. Counts are params and stage times
+    # tags: neither is a measurement to chart.
     figures = {k: v for k, v in flatten("", summary.model_dump(mode="json")).items()
                if k not in CONFIGURATION_IN_SUMMARY}
-    log_params_and_metrics(client, run_id, {}, numeric_metrics(figures, now, config.round))
+    counts = {f"count.{k}": v for k, v in figures.items() if isinstance(v, int) and not isinstance(v, bool)}
+    seconds = {k: v for k, v in figures.items() if k.startswith("stage_seconds.")}
+    measures = {k: v for k, v in figures.items() if f"count.{k}" not in counts and k not in seconds}
+    log_params_and_metrics(client, run_id, counts, numeric_metrics(measures, now, config.round))
+    for name, value in seconds.items():
+        client.set_tag(run_id, f"bolt.{name}", f"{value:.1f} s")
     _log_tables(client, run_id, round_dir)
+    client.log_table(run_id, _summary_table(figures), "tables/summary.json")
     for path in (round_dir.config_json, round_dir.summary_json, *round_dir.plots):
         client.log_artifact(run_id, str(path))
-    log_policy_model(client, run_id, summary.policy, config.evaluation.max_new_tokens)
+    model_uri = log_policy_model(client, runs.tracking_uri(), run_id, summary.policy, config.evaluation.max_new_tokens)
     _log_datasets(client, run_id, round_dir)
-    _register_policy(client, run_id, f"bolt-{config.pipeline}")
+    _register_policy(client, runs.tracking_uri(), run_id, model_uri, f"bolt-{config.pipeline}",
+                     {"bolt.pipeline": config.pipeline, "bolt.round": str(config.round)})
 
 
 def _log_tables(client, run_id: str, round_dir: RoundDirectory) -> None:
@@ -114,8 +127,15 @@ def _log_tables(client, run_id: str, round_dir: RoundDirectory) -> None:
         path = round_dir.table(spec.name)
         client.log_artifact(run_id, path, "tables")
         table = pq.read_table(path)
-        if table.num_rows <= UI_TABLE_ROWS:
+        if table.num_rows <= UI_TABLE_ROWS or spec.name in VIEWED_TABLES:
             client.log_table(run_id, table.to_pandas(), f"tables/{spec.name}.json")
+
+
+def _summary_table(figures: dict):
+    """The round's summary as a two-column table (figure, value), for the UI's table view."""
+    import pandas as pd
+
+    return pd.DataFrame({"figure": list(figures), "value": [str(value) for value in figures.values()]})
 
 
 def _log_datasets(client, run_id: str, round_dir: RoundDirectory) -> None:
@@ -130,26 +150,39 @@ def _log_datasets(client, run_id: str, round_dir: RoundDirectory) -> None:
         with warnings.catch_warnings():
             # MLflow's hints about integer columns and how it read the path as a source are
             # for model signatures, not for a logged table; they would fill every run's log.
+            # The schema is inferred when the entity is made, so that is inside too.
             warnings.simplefilter("ignore", UserWarning)
             dataset = mlflow.data.from_pandas(
                 pq.read_table(path).to_pandas(), source=path,
                 name=f"{round_dir.directory.parent.name}/{round_dir.directory.name}/{spec.name}",
             )
-        inputs.append(DatasetInput(dataset._to_mlflow_entity(),
-                                   [InputTag("mlflow.data.context", "training")]))
+            entity = dataset._to_mlflow_entity()
+        inputs.append(DatasetInput(entity, [InputTag("mlflow.data.context", "training")]))
     client.log_inputs(run_id, datasets=inputs)
 
 
-def _register_policy(client, run_id: str, model_name: str) -> None:
-    """Each round's policy becomes a version of the pipeline's registered model; the alias
-    `newest` follows the latest round."""
+def _register_policy(client, tracking_uri: str, run_id: str, model_uri: str, model_name: str,
+                     tags: dict[str, str]) -> None:
+    """Each round's policy becomes a version of the pipeline's registered model, tagged with its
+    pipeline and round; the alias `newest` follows the latest round."""
     from mlflow.exceptions import MlflowException
 
     try:
         client.create_registered_model(model_name)
     except MlflowException:  # already registered by an earlier round
         pass
-    version = client.create_model_version(model_name, f"runs:/{run_id}/policy", run_id=run_id)
+    import json
+
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+    from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
+
+    model_id = model_uri.removeprefix("models:/")
+    # The registry resolves a models:/ source through the fluent API's store.
+    with _use_tracking_uri(tracking_uri):
+        version = client.create_model_version(model_name, model_uri, run_id=run_id, tags=tags, model_id=model_id)
+    # The logged model's page lists its versions from this tag (as mlflow.register_model sets it).
+    client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(
+        [{"name": version.name, "version": version.version}])})
     client.set_registered_model_alias(model_name, "newest", version.version)
 
 
@@ -175,6 +208,11 @@ def log_round_task(config: RoundConfig, summary: RoundSummary, runs: RunsDirecto
     store (another run id) gets everything."""
     log_round(config, summary, runs, run_id)
     return run_id
+
+
+@task(name="mlflow-run-page", cache_policy=NO_CACHE)
+def run_page_task(runs: RunsDirectory, run_id: str) -> str:
+    return run_page(mlflow_client(runs), run_id, runs.tracking_uri())
 
 
 @task(name="close-mlflow-run", cache_policy=NO_CACHE)
