@@ -87,7 +87,8 @@ def test_stopping_bolt_run_while_vllm_samples_leaves_no_process(tmp_path):
     vllm = ["run", *TINY, "--set", "reference.steps=40", "--set", "sampling.backend=vllm"]
 
     def sampling(runs: Path, output: str, commands: list[str]) -> bool:
-        return any(runs.glob("*/round-0/vllm-sample.log"))
+        # the engine's log is opened just before its worker starts: wait for the worker itself
+        return any(runs.glob("*/round-0/vllm-sample.log")) and any("vllm_worker.py" in c for c in commands)
 
     _, started = stop_midway(tmp_path, vllm, sampling, signal.SIGTERM)
     assert any("vllm_worker.py" in command for command in started)
