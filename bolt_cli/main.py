@@ -66,7 +66,7 @@ def command_run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     summary = bolt_round(config=config, runs_dir=args.runs_dir)
-    print_summary(summary, time.perf_counter() - start)
+    print_summary(summary, time.perf_counter() - start, RunsDirectory.at(args.runs_dir).root)
     return 0
 
 
@@ -76,7 +76,8 @@ def command_refresh(args: argparse.Namespace) -> int:
     from flows.refresh import bolt_refresh
 
     start = time.perf_counter()
-    print_refresh(bolt_refresh(config=config, runs_dir=args.runs_dir), time.perf_counter() - start)
+    print_refresh(bolt_refresh(config=config, runs_dir=args.runs_dir), time.perf_counter() - start,
+                  RunsDirectory.at(args.runs_dir).root)
     return 0
 
 
@@ -156,6 +157,13 @@ def command_frontier(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_ui(args: argparse.Namespace) -> int:
+    from bolt_cli.mlflow_ui import serve
+
+    return serve(RunsDirectory.at(args.runs_dir), args.host, args.port,
+                 lambda line: console.print(line, markup=False, soft_wrap=True, highlight=False))
+
+
 def parser() -> argparse.ArgumentParser:
     bolt = argparse.ArgumentParser(prog="bolt", description=__doc__)
     bolt.add_argument("--debug", action="store_true", help="show tracebacks of failures")
@@ -206,6 +214,13 @@ def parser() -> argparse.ArgumentParser:
     frontier.add_argument("--round", type=int, default=0, help="round index k")
     frontier.add_argument("--betas", help="comma-separated beta grid, e.g. 0.1,0.5,1,2")
     frontier.set_defaults(handler=command_frontier)
+    ui = commands.add_parser(
+        "ui", help="MLflow's UI on the runs directory's store, with a link to each BOLT "
+        "experiment that opens on its runs table")
+    ui.add_argument("--runs-dir", default="runs", help="where runs, caches and MLflow live")
+    ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    ui.add_argument("--port", type=int, default=5000, help="port to listen on (default 5000)")
+    ui.set_defaults(handler=command_ui)
     experiment = commands.add_parser("experiment", help="run an experiment: " + ", ".join(EXPERIMENTS))
     experiment.add_argument("name", choices=sorted(EXPERIMENTS))
     experiment.add_argument("--runs-dir", default="runs", help="where runs, caches and MLflow live")

@@ -18,7 +18,7 @@ def _number(value: float | None, digits: int, scale: float = 1.0) -> str:
     return "n/a" if value is None else f"{scale * value:.{digits}f}"
 
 
-def print_summary(summary: RoundSummary, seconds: float) -> None:
+def print_summary(summary: RoundSummary, seconds: float, runs_root) -> None:
     s = summary
     table = Table(title=f"BOLT round {s.round} of '{s.pipeline}' (beta={s.beta:g}, held-out "
                         f"prompts={s.heldout_prompts}, {s.heldout_samples_per_prompt} samples each)")
@@ -58,11 +58,18 @@ def print_summary(summary: RoundSummary, seconds: float) -> None:
     console.print(f"this invocation: {seconds:.1f}s wall-clock (cached stages are not re-run)")
     console.print(f"tables: {s.round_dir}", markup=False)
     console.print(f"MLflow run {s.mlflow_run_id} in {s.tracking_uri}", markup=False)
-    console.print(f"browse: mlflow ui --backend-store-uri {s.tracking_uri} --port 5000, then "
-                  f"{s.mlflow_run_page}", markup=False, soft_wrap=True)
+    print_browse(s, runs_root)
 
 
-def print_refresh(result: RefreshResult, seconds: float) -> None:
+def print_browse(s: RoundSummary, runs_root) -> None:
+    """Where to see the round's run: a tracking server is already up; a store in a file needs
+    `bolt ui` (mlflow ui on it, port 5000) first."""
+    on_server = (s.tracking_uri or "").startswith(("http://", "https://"))
+    serve = "" if on_server else f"bolt ui --runs-dir {runs_root}, then "
+    console.print(f"browse: {serve}{s.mlflow_run_page}", markup=False, soft_wrap=True)
+
+
+def print_refresh(result: RefreshResult, seconds: float, runs_root) -> None:
     rounds = result.rounds
     table = Table(title=f"refreshed rounds of '{rounds[0].pipeline}'")
     for column in ("round", "sampler", "coverage", "ESS/N", "accuracy", "target p*", "KL", "KL(pi*||pi)"):
@@ -74,6 +81,7 @@ def print_refresh(result: RefreshResult, seconds: float) -> None:
     console.print(table)
     console.print(f"pi_ref accuracy {rounds[0].ref_accuracy:.3f}; {seconds:.1f}s wall-clock; "
                   f"plot {result.plot}; MLflow parent run {result.parent_run_id}", markup=False)
+    print_browse(rounds[-1], runs_root)
 
 
 def print_report(result: AnalysisResult) -> None:

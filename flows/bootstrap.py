@@ -7,6 +7,7 @@ from prefect import flow
 from bolt_tasks.core.caching import stored_in
 from bolt_tasks.core.catalogue import RunsDirectory
 from bolt_tasks.core.config import ReferenceConfig, TaskConfig
+from bolt_tasks.core.run_names import bootstrap_flow_run_name
 from bolt_tasks.core.storage import ModelRef, file_digest
 from bolt_tasks.policy.model_files import converted_dir, gguf_file
 from bolt_tasks.stages.model_sources import convert_reference_task, resolve_model_task
@@ -31,7 +32,7 @@ def reference_policy(reference: ReferenceConfig, task: TaskConfig, runs: RunsDir
     )
 
 
-@flow(name="bolt-bootstrap")
+@flow(name="bolt-bootstrap", flow_run_name=bootstrap_flow_run_name)
 def bootstrap_reference(
     reference: ReferenceConfig = ReferenceConfig(),
     task: TaskConfig = TaskConfig(),

@@ -24,6 +24,7 @@ from bolt_tasks.core.caching import stored_in
 from bolt_tasks.core.catalogue import RunsDirectory
 from bolt_tasks.core.config import EvaluationConfig, RefreshConfig, WeightingConfig
 from bolt_tasks.core.results import AnalysisResult
+from bolt_tasks.core.run_names import experiment_flow_run_name
 from bolt_tasks.policy.train_stage import train_task
 from bolt_tasks.stages.evaluation_stage import evaluate_task, sample_logprobs_task
 from bolt_tasks.stages.weights_stage import weights_task
@@ -31,7 +32,7 @@ from flows.refresh import bolt_refresh
 from flows.round import bolt_round, round_inputs, round_rollouts
 
 
-@flow(name="bolt-experiment-e1")
+@flow(name="bolt-experiment-e1", flow_run_name=experiment_flow_run_name("E1 target match"))
 def experiment_target_match(
     config: TargetMatchConfig = TargetMatchConfig(), runs_dir: str = "runs"
 ) -> AnalysisResult:
@@ -84,7 +85,7 @@ def experiment_target_match(
     )
 
 
-@flow(name="bolt-experiment-e2")
+@flow(name="bolt-experiment-e2", flow_run_name=experiment_flow_run_name("E2 saturation"))
 def experiment_saturation(config: SaturationConfig = SaturationConfig(), runs_dir: str = "runs") -> AnalysisResult:
     """E2: epochs at fixed N and N at fixed epochs, each point a whole bolt-round."""
     runs = RunsDirectory.at(runs_dir)
@@ -107,7 +108,7 @@ def experiment_saturation(config: SaturationConfig = SaturationConfig(), runs_di
     )
 
 
-@flow(name="bolt-experiment-e5")
+@flow(name="bolt-experiment-e5", flow_run_name=experiment_flow_run_name("E5 frontier"))
 def experiment_frontier(
     config: FrontierExperimentConfig = FrontierExperimentConfig(), runs_dir: str = "runs"
 ) -> AnalysisResult:
@@ -128,7 +129,7 @@ def experiment_frontier(
     )
 
 
-@flow(name="bolt-experiment-e3")
+@flow(name="bolt-experiment-e3", flow_run_name=experiment_flow_run_name("E3 refresh vs one shot"))
 def experiment_refresh(
     config: RefreshExperimentConfig = RefreshExperimentConfig(), runs_dir: str = "runs"
 ) -> AnalysisResult:

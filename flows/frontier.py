@@ -7,9 +7,10 @@ from prefect import flow
 from bolt_tasks.analyses.frontier import DEFAULT_BETAS, frontier_task
 from bolt_tasks.core.catalogue import RunsDirectory
 from bolt_tasks.core.results import AnalysisResult
+from bolt_tasks.core.run_names import frontier_flow_run_name
 
 
-@flow(name="bolt-frontier")
+@flow(name="bolt-frontier", flow_run_name=frontier_flow_run_name)
 def bolt_frontier(
     pipeline: str = "default", round: int = 0, runs_dir: str = "runs",
     betas: list[float] = list(DEFAULT_BETAS),

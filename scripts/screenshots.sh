@@ -23,8 +23,7 @@ wait_for() {  # URL: until it answers (3 minutes at most)
 pids+=($!)
 wait_for http://127.0.0.1:4310/api/health
 .venv/bin/bolt run --runs-dir "$work/runs" --pipeline default
-.venv/bin/mlflow ui --backend-store-uri "sqlite:///$work/runs/mlflow.db" --host 127.0.0.1 --port 5310 \
-  > "$work/mlflow.log" 2>&1 &
+.venv/bin/bolt ui --runs-dir "$work/runs" --host 127.0.0.1 --port 5310 > "$work/bolt-ui.log" 2>&1 &
 pids+=($!)
 wait_for http://127.0.0.1:5310/health
 

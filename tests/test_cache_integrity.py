@@ -85,6 +85,7 @@ def test_a_moved_runs_directory_keeps_every_stage_and_a_damaged_store_entry_is_e
 
     output = run(moved)
     assert states(output) == {stage: {"Cached(type=COMPLETED)"} for stage in STAGES}
+    assert f"browse: bolt ui --runs-dir {moved}, then http://127.0.0.1:5000/#/experiments/" in output
     assert files(moved / "tiny" / "round-0") == clean_files
     assert sql(moved) == counts
     with sqlite3.connect(moved / "mlflow.db") as store:

@@ -1,6 +1,7 @@
 """What runs are called in the Prefect and MLflow UIs: the round first, then the pipeline, so
 that a name cut short by a UI column still tells "round 0" from "round 1" of a long pipeline
-name. A flow run is named as its round's MLflow run."""
+name. A flow run is named as its round's MLflow run; the other flows' runs say what they are
+for first (the reference they build, the round a frontier reads, the experiment)."""
 
 from __future__ import annotations
 
@@ -40,3 +41,33 @@ def refresh_flow_run_name() -> str:
     added = _field(config, "add_rounds", default=1)
     rounds = f"until round {until}" if until is not None else f"+{added} round{'s' if added != 1 else ''}"
     return f"{rounds} · {pipeline}"
+
+
+def bootstrap_flow_run_name() -> str:
+    """bolt-bootstrap's flow run: the reference it builds, the user's model or the embedded one."""
+    from pathlib import PurePath
+
+    from prefect.runtime import flow_run
+
+    model = _field(flow_run.parameters.get("reference") or {}, "model")
+    return f"reference · {PurePath(model).name if model else 'embedded'}"
+
+
+def frontier_flow_run_name() -> str:
+    """bolt-frontier's flow run: the round whose rollouts it reads."""
+    from prefect.runtime import flow_run
+
+    parameters = flow_run.parameters
+    return f"frontier · {round_run_name(parameters.get('pipeline', 'default'), parameters.get('round', 0))}"
+
+
+def experiment_flow_run_name(label: str):
+    """An experiment flow's run namer: the experiment, then the pipeline its rounds start from."""
+
+    def name() -> str:
+        from prefect.runtime import flow_run
+
+        config = flow_run.parameters.get("config") or {}
+        return f"{label} · {_field(config, 'round', 'pipeline', default='default')}"
+
+    return name
