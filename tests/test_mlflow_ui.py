@@ -2,6 +2,7 @@
 experiment in the model-training mode, and nothing left running once the command is stopped."""
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -59,6 +60,13 @@ def test_bolt_ui_serves_the_store_and_links_each_experiment(tmp_path):
                 assert json.load(answer)["experiment"]["name"] == name
         server = psutil.Process(command.pid).children(recursive=True)
         assert server
+        # Against a tracking server, `bolt ui` starts nothing and prints the links on it.
+        on_server = subprocess.run([BOLT, "ui", "--runs-dir", str(tmp_path / "elsewhere")],
+                                   env={**os.environ, "MLFLOW_TRACKING_URI": ui},
+                                   capture_output=True, text=True, timeout=120)
+        assert on_server.returncode == 0, on_server.stderr
+        assert on_server.stdout.splitlines()[1:] == [f"  {name}: {links[name]}" for name in sorted(links)]
+        assert not (tmp_path / "elsewhere").exists()
     finally:
         command.send_signal(signal.SIGTERM)
         assert command.wait(timeout=60) == 128 + signal.SIGTERM
