@@ -82,9 +82,11 @@ def test_an_entry_whose_content_changed_is_not_fetched_and_the_log_names_the_fil
     evaluation_store.keep(store, key(), evaluated(out, samples))
     stored = store / key() / "samples.parquet"
     stored.write_bytes(stored.read_bytes()[: stored.stat().st_size // 2])
+    fresh = tmp_path / "round"
     with caplog.at_level("WARNING"):
-        assert evaluation_store.fetch(store, key(), out, samples) is None
+        assert evaluation_store.fetch(store, key(), fresh / "eval.parquet", fresh / "samples.parquet") is None
     assert f"{stored} changed since it was stored" in caplog.text
+    assert not fresh.exists() or list(fresh.iterdir()) == []  # not even the intact eval.parquet
 
     evaluation_store.keep(store, key(), evaluated(out, samples))  # evaluated again: whole again
     assert evaluation_store.fetch(store, key(), out, samples) is not None

@@ -52,8 +52,7 @@ def _model(ref: ModelRef) -> ModelRef:
     if not folder.is_dir():
         raise Damaged(f"{folder} is missing")
     recorded = {stamp.name for stamp in ref.files}
-    extra = [f.relative_to(folder).as_posix() for f in folder_files(folder)]
-    extra = sorted(set(extra) - recorded)
+    extra = sorted({f.relative_to(folder).as_posix() for f in folder_files(folder)} - recorded)
     if extra:
         raise Damaged(f"{folder / extra[0]} was not written by the stage")
     files = tuple(FileStamp(s.name, *_stamped(folder / s.name, s.size, s.mtime_ns, s.digest), s.digest)

@@ -27,7 +27,7 @@ from bolt_tasks.core.caching import code_sources
 from bolt_tasks.core.config import EvaluationConfig, TaskConfig
 from bolt_tasks.core.shards import Shard
 from bolt_tasks.core.progress import run_logger
-from bolt_tasks.core.storage import ModelRef, TableRef, atomic_path, write_text_atomic
+from bolt_tasks.core.storage import ModelRef, TableRef, atomic_path, file_digest, write_text_atomic
 
 EVALUATION_FILES = ("eval.parquet", "samples.parquet")
 DIGESTS = "digests.json"
@@ -54,30 +54,37 @@ def evaluation_key(prompts: pa.Table, model: ModelRef, reference: ModelRef,
 
 def fetch(store: Path, key: str, out_path: str | Path, samples_path: str | Path) -> tuple[TableRef, TableRef] | None:
     """The stored evaluation copied to the round's paths, or None when there is none or it is
-    damaged (a file missing, or its content not the digest keep recorded)."""
+    damaged (a file missing, or its content not the digest keep recorded): then nothing is
+    copied, so a round that fails to evaluate again leaves no stale table behind."""
     entry = store / key
     if not entry.is_dir():
         return None
-    try:
-        digests = json.loads((entry / DIGESTS).read_text())
-    except (OSError, ValueError) as error:
-        run_logger().warning(f"evaluation store entry {entry}: {entry / DIGESTS} cannot be read "
-                             f"({getattr(error, 'strerror', None) or error}); evaluating again")
+    damage = _damage(entry)
+    if damage is not None:
+        run_logger().warning(f"evaluation store entry {entry}: {damage}; evaluating again")
         return None
     refs = []
     for name, destination in zip(EVALUATION_FILES, (out_path, samples_path)):
-        try:
-            with atomic_path(destination) as temp:
-                shutil.copyfile(entry / name, temp)
-        except FileNotFoundError:
-            run_logger().warning(f"evaluation store entry {entry}: {entry / name} is missing; evaluating again")
-            return None
+        with atomic_path(destination) as temp:
+            shutil.copyfile(entry / name, temp)
         refs.append(TableRef.of_file(destination))
-        if refs[-1].digest != digests.get(name):
-            run_logger().warning(f"evaluation store entry {entry}: {entry / name} changed since it was "
-                                 f"stored (sha256 {refs[-1].digest}, stored {digests.get(name)}); evaluating again")
-            return None
     return refs[0], refs[1]
+
+
+def _damage(entry: Path) -> str | None:
+    """What makes a stored entry unusable, or None when each file has the digest keep recorded."""
+    try:
+        digests = json.loads((entry / DIGESTS).read_text())
+    except (OSError, ValueError) as error:
+        return f"{entry / DIGESTS} cannot be read ({getattr(error, 'strerror', None) or error})"
+    for name in EVALUATION_FILES:
+        try:
+            found = file_digest(entry / name)
+        except FileNotFoundError:
+            return f"{entry / name} is missing"
+        if found != digests.get(name):
+            return f"{entry / name} changed since it was stored (sha256 {found}, stored {digests.get(name)})"
+    return None
 
 
 def keep(store: Path, key: str, evaluated: tuple[TableRef, TableRef]) -> None:
