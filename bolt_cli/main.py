@@ -161,7 +161,8 @@ def command_ui(args: argparse.Namespace) -> int:
     from bolt_cli.mlflow_ui import serve
 
     return serve(RunsDirectory.at(args.runs_dir), args.host, args.port,
-                 lambda line: console.print(line, markup=False, soft_wrap=True, highlight=False))
+                 lambda line: console.print(line, markup=False, soft_wrap=True, highlight=False),
+                 args.workers)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -220,6 +221,8 @@ def parser() -> argparse.ArgumentParser:
     ui.add_argument("--runs-dir", default="runs", help="where runs, caches and MLflow live")
     ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     ui.add_argument("--port", type=int, default=5000, help="port to listen on (default 5000)")
+    ui.add_argument("--workers", type=int, default=1,
+                    help="server processes (default 1; more for a UI several people use)")
     ui.set_defaults(handler=command_ui)
     experiment = commands.add_parser("experiment", help="run an experiment: " + ", ".join(EXPERIMENTS))
     experiment.add_argument("name", choices=sorted(EXPERIMENTS))

@@ -49,9 +49,10 @@ print(run.data.tags["prefect.flow_run_id"], asyncio.run(artifact_id()), run.info
 PY
 )
 
-shoot() {  # NAME URL
-  chromium --headless=new --no-sandbox --disable-gpu --hide-scrollbars --window-size=1440,1000 \
-    --virtual-time-budget=20000 --screenshot="$out/$1.png" "$2" 2> /dev/null
+shoot() {  # NAME URL [WIDTH,HEIGHT]
+  chromium --headless=new --no-sandbox --disable-gpu --hide-scrollbars --window-size="${3:-1440,1000}" \
+    --run-all-compositor-stages-before-draw \
+    --virtual-time-budget=40000 --screenshot="$out/$1.png" "$2" 2> /dev/null
   echo "$out/$1.png <- $2"
 }
 shoot prefect-flow-run "http://127.0.0.1:4310/runs/flow-run/$flow_run"
@@ -60,7 +61,7 @@ shoot prefect-artifact "http://127.0.0.1:4310/artifacts/artifact/$artifact"
 ml="http://127.0.0.1:5310/#/experiments/$experiment"
 mode="workflowType=machine_learning"
 shoot mlflow-experiment "$ml?$mode"
-shoot mlflow-run "$ml/runs/$run?$mode"
+shoot mlflow-run "$ml/runs/$run?$mode" 1440,2900  # tall: its logged model is at the bottom
 shoot mlflow-metrics "$ml/runs/$run/model-metrics?$mode"
 shoot mlflow-eval-table "$ml/runs/$run/artifacts/tables/eval.json?$mode"
 shoot mlflow-weights-plot "$ml/runs/$run/artifacts/weights.png?$mode"
