@@ -98,9 +98,19 @@ def serve(runs: RunsDirectory, host: str, port: int, print_line, workers: int = 
     except Stopped as stop:  # SIGTERM: the server goes too, and nothing else needs saying
         return stop.code
     finally:
-        if server.poll() is None:
+        _stop(server)
+
+
+def _stop(server: subprocess.Popen) -> None:
+    """Terminate the server, killing it after 10 s. A stop signal that comes again meanwhile
+    (`timeout` sends SIGTERM to the command and then to its process group) only asks again."""
+    for _ in range(3):
+        if server.poll() is not None:
+            return
+        try:
             server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        except (KeyboardInterrupt, Stopped):
+            continue
