@@ -9,6 +9,7 @@ from rich.markdown import Markdown
 from rich.table import Table
 
 from bolt_tasks.core.results import AnalysisResult, RefreshResult, RoundSummary
+from bolt_tasks.core.tracking import is_tracking_server
 
 console = Console()
 errors = Console(stderr=True, highlight=False)
@@ -64,8 +65,7 @@ def print_summary(summary: RoundSummary, seconds: float, runs_root) -> None:
 def print_browse(s: RoundSummary, runs_root) -> None:
     """Where to see the round's run: a tracking server is already up; a store in a file needs
     `bolt ui` (mlflow ui on it, port 5000) first."""
-    on_server = (s.tracking_uri or "").startswith(("http://", "https://"))
-    serve = "" if on_server else f"bolt ui --runs-dir {runs_root}, then "
+    serve = "" if is_tracking_server(s.tracking_uri) else f"bolt ui --runs-dir {runs_root}, then "
     console.print(f"browse: {serve}{s.mlflow_run_page}", markup=False, soft_wrap=True)
 
 

@@ -111,6 +111,12 @@ EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 MLFLOW_UI = "http://127.0.0.1:5000"
 
 
+def is_tracking_server(tracking_uri: str | None) -> bool:
+    """Whether MLflow logs to a tracking server (which serves its own UI) rather than a store
+    in a file or database that `bolt ui` serves."""
+    return (tracking_uri or "").startswith(("http://", "https://"))
+
+
 def experiment_id(client, name: str, runs: RunsDirectory) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
@@ -127,5 +133,5 @@ def run_page(client, run_id: str, tracking_uri: str) -> str:
     """The run's page, in the model-training mode: on the tracking server when MLflow logs to
     one, else in `mlflow ui` on its default host and port."""
     experiment = client.get_run(run_id).info.experiment_id
-    ui = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else MLFLOW_UI
+    ui = tracking_uri.rstrip("/") if is_tracking_server(tracking_uri) else MLFLOW_UI
     return f"{ui}/#/experiments/{experiment}/runs/{run_id}?workflowType=machine_learning"
